@@ -1,0 +1,5 @@
+import sys
+
+from vqturb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Entropy-coded token files and the rate–distortion benchmark against classical compressors."""

@@ -1,0 +1,1 @@
+"""Losses, jitted steps, EMA codebook updates, the loop, checkpoints and metric sinks."""
