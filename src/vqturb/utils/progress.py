@@ -6,9 +6,9 @@ otherwise (CI logs, ``make demo`` piped to a file) so progress is always visible
 
 from __future__ import annotations
 
+import io
 import sys
 import time
-from typing import TextIO
 
 
 def _fmt_time(seconds: float) -> str:
@@ -36,7 +36,7 @@ class Progress:
         total: int | float,
         desc: str = "",
         unit: str = "it",
-        stream: TextIO | None = None,
+        stream: io.TextIOBase | None = None,
         disable: bool = False,
         log_every: float = 10.0,
         width: int = 24,
