@@ -1,0 +1,482 @@
+"""Readers for single snapshots: MATLAB .mat (v4, v5, v5 compressed, v7.3) and HDF5 datasets.
+
+Every reader validates what it returns and raises :class:`vqturb.errors.InputError` naming the file,
+the variable, what was found and what was expected, so a bad file in a folder of thousands is found
+by name, not by a traceback.
+
+MAT versions (MathWorks, "MAT-File Format", 2024):
+
+- v4 and v5/v7 (optionally zlib-compressed) are read with ``scipy.io.loadmat``. ``mat_dtype=True``
+  because MATLAB may store a ``double`` array with a narrower integer *storage* type; we want the
+  class MATLAB would load, not the bytes on disk.
+- v7.3 files are HDF5 files with a 512-byte user block holding the MATLAB header. MATLAB writes
+  arrays column-major, so an ``H x W`` matrix appears in HDF5 as ``W x H``: we transpose. The
+  ``MATLAB_class`` attribute says what the variable is (``double``, ``single``, ``logical``,
+  ``char``, ``cell``, ``struct`` ...).
+
+HDF5 datasets (not MAT files) are addressed by an in-file path: The Well's layout
+(``t0_fields/<name>`` shaped ``[n_traj, n_t, H, W]``, times in ``dimensions/time``; Ohana et al.,
+"The Well", NeurIPS 2024 Datasets & Benchmarks) or any dataset shaped ``[n_t, H, W]`` or
+``[n_traj, n_t, H, W]`` (``h5_key``). Snapshots are read one slice at a time, never the whole file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vqturb.errors import InputError
+
+MAT_SUFFIXES: tuple[str, ...] = (".mat",)
+H5_SUFFIXES: tuple[str, ...] = (".h5", ".hdf5", ".hdf", ".he5")
+
+# MATLAB class names (v5 header / v7.3 ``MATLAB_class`` attribute) that hold real numbers.
+_NUMERIC_CLASSES: dict[str, str] = {
+    "double": "float64",
+    "single": "float32",
+    "int8": "int8",
+    "uint8": "uint8",
+    "int16": "int16",
+    "uint16": "uint16",
+    "int32": "int32",
+    "uint32": "uint32",
+    "int64": "int64",
+    "uint64": "uint64",
+}
+_EXPECTED_FIELD = "a real numeric 2-D array (H, W), float32 or float64"
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """What a file's header says about one variable, without reading its values."""
+
+    shape: tuple[int, ...]  # shape as MATLAB sees it (rows, columns, ...)
+    dtype: str  # numpy dtype name the values load as ("float64", "float32", ...)
+    version: str  # MAT version: "4", "5" or "7.3"
+
+
+def _var(var: str) -> str:
+    return f"variable '{var}'"
+
+
+def _shape_str(shape: tuple[int, ...]) -> str:
+    return "x".join(str(int(s)) for s in shape) if shape else "scalar"
+
+
+def mat_version(path: str | os.PathLike) -> str:
+    """The MAT-file version of ``path``: ``"4"``, ``"5"`` (v5/v6/v7) or ``"7.3"`` (HDF5).
+
+    Raises:
+        InputError: the file does not exist, is empty, truncated, or not a MAT/HDF5 file.
+    """
+    from scipy.io.matlab import matfile_version
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "no such file", "an existing .mat file")
+    if path.stat().st_size == 0:
+        raise InputError(path, None, "empty file (0 bytes)", "a MAT-file")
+    # HDF5 finds its superblock at offset 0, 512, 1024, ...: this covers v7.3 (512-byte MATLAB
+    # user block) and plain HDF5 files given a .mat name.
+    if h5py.is_hdf5(path):
+        return "7.3"
+    try:
+        with open(path, "rb") as f:
+            major, _minor = matfile_version(f)
+    except Exception as e:  # scipy raises MatReadError, ValueError, IndexError, ...
+        raise InputError(
+            path, None, f"not a readable MAT-file ({_short(e)})", "MATLAB MAT-file v4, v5 or v7.3"
+        ) from e
+    if major == 0:
+        return "4"
+    if major == 1:
+        return "5"
+    if major == 2:  # v7.3 header but no HDF5 superblock after it: truncated
+        raise InputError(
+            path, None, "MAT v7.3 header without a valid HDF5 body (truncated?)", "MAT v7.3"
+        )
+    raise InputError(path, None, f"unknown MAT-file version {major}", "MAT v4, v5 or v7.3")
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def list_variables(path: str | os.PathLike) -> list[tuple[str, tuple[int, ...], str]]:
+    """``(name, shape, MATLAB class)`` for every variable in a MAT-file, from headers only."""
+    path = Path(path)
+    version = mat_version(path)
+    if version == "7.3":
+        return _h5_list_variables(path)
+    import scipy.io
+
+    try:
+        with open(path, "rb") as f:
+            return [(n, tuple(int(s) for s in sh), c) for n, sh, c in scipy.io.whosmat(f)]
+    except Exception as e:
+        raise InputError(
+            path,
+            None,
+            f"could not read the MAT-file headers ({_short(e)}); truncated?",
+            "a MAT-file",
+        ) from e
+
+
+def _h5_list_variables(path: Path) -> list[tuple[str, tuple[int, ...], str]]:
+    try:
+        with h5py.File(path, "r") as f:
+            out = []
+            for name, obj in f.items():
+                if name.startswith("#"):  # MATLAB's hidden "#refs#" / "#subsystem#" groups
+                    continue
+                cls = _h5_class(obj)
+                shape = tuple(reversed(obj.shape)) if isinstance(obj, h5py.Dataset) else ()
+                out.append((name, tuple(int(s) for s in shape), cls))
+            return out
+    except OSError as e:
+        raise InputError(
+            path, None, f"could not open as HDF5 / MAT v7.3 ({_short(e)}); truncated?", "MAT v7.3"
+        ) from e
+
+
+def _h5_class(obj: h5py.HLObject) -> str:
+    cls = obj.attrs.get("MATLAB_class")
+    if cls is None:
+        if isinstance(obj, h5py.Group):
+            return "struct"
+        return str(obj.dtype)
+    return cls.decode() if isinstance(cls, bytes) else str(cls)
+
+
+def _variables_found(path: Path) -> str:
+    try:
+        names = [n for n, _, _ in list_variables(path)]
+    except InputError:
+        return "?"
+    return ", ".join(repr(n) for n in names) if names else "none"
+
+
+def _missing(path: Path, var: str) -> InputError:
+    return InputError(
+        path,
+        _var(var),
+        f"not in the file (variables present: {_variables_found(path)})",
+        f"a variable named '{var}'; choose another with --var",
+    )
+
+
+def field_info(path: str | os.PathLike, var: str = "Omega") -> FieldInfo:
+    """Shape and dtype of ``var`` from the file's headers, without reading the values.
+
+    Used to index a dataset cheaply; :func:`read_field` does the full validation.
+    """
+    path = Path(path)
+    version = mat_version(path)
+    if version == "7.3":
+        try:
+            with h5py.File(path, "r") as f:
+                if var not in f:
+                    raise _missing(path, var)
+                obj = f[var]
+                cls = _h5_class(obj)
+                if not isinstance(obj, h5py.Dataset):
+                    raise _non_numeric(path, var, f"MATLAB class '{cls}'")
+                shape = tuple(int(s) for s in reversed(obj.shape))
+                if obj.attrs.get("MATLAB_empty", 0):
+                    shape = (0, 0)
+                dtype = _NUMERIC_CLASSES.get(cls) if "MATLAB_class" in obj.attrs else None
+                if dtype is None:
+                    dtype = _h5_numeric_dtype(path, var, obj.dtype, cls)
+        except OSError as e:
+            raise InputError(path, _var(var), f"unreadable HDF5 ({_short(e)})", "MAT v7.3") from e
+    else:
+        entries = {n: (sh, c) for n, sh, c in list_variables(path)}
+        if var not in entries:
+            raise _missing(path, var)
+        shape, cls = entries[var]
+        dtype = _NUMERIC_CLASSES.get(cls)
+        if dtype is None:
+            raise _non_numeric(path, var, f"MATLAB class '{cls}'")
+    _check_shape(path, _var(var), shape)
+    return FieldInfo(shape=shape, dtype=dtype, version=version)
+
+
+def _non_numeric(path: Path | str, var: str, found: str) -> InputError:
+    return InputError(path, _var(var), f"non-numeric content ({found})", _EXPECTED_FIELD)
+
+
+def _h5_numeric_dtype(path: Path | str, var: str, dtype: np.dtype, cls: str) -> str:
+    if dtype.names is not None and set(dtype.names) >= {"real", "imag"}:
+        raise InputError(path, _var(var), "complex values", _EXPECTED_FIELD)
+    if dtype.kind not in "fiu":
+        raise _non_numeric(path, var, f"MATLAB class '{cls}', HDF5 type {dtype}")
+    return str(dtype)
+
+
+def _check_shape(path: Path | str, what: str, shape: tuple[int, ...]) -> None:
+    if len(shape) != 2:
+        raise InputError(
+            path, what, f"{len(shape)} dimensions (shape {_shape_str(shape)})", _EXPECTED_FIELD
+        )
+    if min(shape) == 0:
+        raise InputError(path, what, f"empty array (shape {_shape_str(shape)})", _EXPECTED_FIELD)
+
+
+def check_values(a: np.ndarray, path: str | os.PathLike, what: str) -> np.ndarray:
+    """Check an array holds real finite numbers; return it as float32/float64.
+
+    Integer arrays are converted to float64 (MATLAB's ``double``); booleans, strings, objects
+    and complex numbers are refused.
+
+    Raises:
+        InputError: naming ``path`` and ``what`` with the count of NaN / Inf values, or the type.
+    """
+    if a.dtype.kind == "c":
+        raise InputError(path, what, f"complex values ({a.dtype})", _EXPECTED_FIELD)
+    if a.dtype.kind == "b":
+        raise InputError(path, what, "non-numeric content (logical/boolean)", _EXPECTED_FIELD)
+    if a.dtype.kind not in "fiu":
+        kind = "struct" if a.dtype.names else str(a.dtype)
+        raise InputError(path, what, f"non-numeric content ({kind})", _EXPECTED_FIELD)
+    if a.dtype.kind in "iu":
+        a = a.astype(np.float64)
+    elif a.dtype not in (np.float32, np.float64):  # float16 / longdouble
+        a = a.astype(np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        n_nan = int(np.isnan(a).sum())
+        n_inf = int(a.size - finite.sum()) - n_nan
+        raise InputError(
+            path, what, f"{n_nan} NaN and {n_inf} Inf values out of {a.size}", "finite values"
+        )
+    return a
+
+
+def read_field(path: str | os.PathLike, var: str = "Omega") -> np.ndarray:
+    """Read the 2-D field ``var`` from a MAT-file (v4, v5, v5 compressed or v7.3).
+
+    Other variables in the file are ignored (not even decoded, for v5/v7.3).
+
+    Args:
+        path: the .mat file.
+        var: the variable name (MATLAB is case sensitive).
+
+    Returns:
+        ``(H, W)`` float32 or float64 array as stored (integer classes become float64), C order.
+
+    Raises:
+        InputError: missing variable (listing those present), not 2-D, empty, non-numeric,
+            complex, NaN/Inf (counted), truncated or non-MAT file.
+    """
+    path = Path(path)
+    version = mat_version(path)
+    what = _var(var)
+    if version == "7.3":
+        a = _read_mat73(path, var)
+    else:
+        a = _read_mat_scipy(path, var)
+    if not isinstance(a, np.ndarray):  # scipy.sparse matrix or MATLAB object
+        raise _non_numeric(path, var, type(a).__name__)
+    if a.dtype.names is not None or a.dtype.kind in "OUS":
+        raise _non_numeric(path, var, "struct" if a.dtype.names else f"{a.dtype.kind!s} array")
+    _check_shape(path, what, tuple(int(s) for s in a.shape))
+    a = check_values(a, path, what)
+    return np.ascontiguousarray(a)
+
+
+def _read_mat_scipy(path: Path, var: str) -> object:
+    import scipy.io
+
+    try:
+        with open(path, "rb") as f:
+            d = scipy.io.loadmat(f, variable_names=[var], mat_dtype=True)
+    except Exception as e:
+        raise InputError(
+            path, _var(var), f"could not read ({_short(e)}); truncated or corrupt?", "a MAT-file"
+        ) from e
+    if var not in d:
+        raise _missing(path, var)
+    return d[var]
+
+
+def _read_mat73(path: Path, var: str) -> np.ndarray:
+    try:
+        with h5py.File(path, "r") as f:
+            if var not in f:
+                raise _missing(path, var)
+            obj = f[var]
+            cls = _h5_class(obj)
+            if not isinstance(obj, h5py.Dataset):
+                # MATLAB writes struct and sparse variables as HDF5 groups
+                kind = "sparse" if "MATLAB_sparse" in obj.attrs else cls
+                raise _non_numeric(path, var, f"MATLAB class '{kind}'")
+            if obj.attrs.get("MATLAB_empty", 0):
+                raise InputError(path, _var(var), "empty array", _EXPECTED_FIELD)
+            if cls in ("logical", "char", "cell") or obj.dtype.kind == "O":
+                raise _non_numeric(path, var, f"MATLAB class '{cls}'")
+            _h5_numeric_dtype(path, var, obj.dtype, cls)
+            a = obj[()]
+    except OSError as e:
+        raise InputError(
+            path, _var(var), f"could not read ({_short(e)}); truncated or corrupt?", "MAT v7.3"
+        ) from e
+    a = np.asarray(a)
+    # column-major on disk: an (H, W) MATLAB matrix is stored as (W, H)
+    return a.T
+
+
+def read_time(path: str | os.PathLike, var: str = "time") -> float | None:
+    """The scalar ``time`` stored beside a field, or ``None`` when the file has no such variable.
+
+    Raises:
+        InputError: the variable exists but is not one finite real number.
+    """
+    path = Path(path)
+    version = mat_version(path)
+    if version == "7.3":
+        try:
+            with h5py.File(path, "r") as f:
+                if var not in f or not isinstance(f[var], h5py.Dataset):
+                    return None
+                a = np.asarray(f[var][()])
+        except OSError as e:
+            raise InputError(path, _var(var), f"could not read ({_short(e)})", "MAT v7.3") from e
+    else:
+        try:
+            a = _read_mat_scipy(path, var)
+        except InputError as e:
+            if "not in the file" in e.found:
+                return None
+            raise
+        if not isinstance(a, np.ndarray):
+            raise _non_numeric(path, var, type(a).__name__)
+    if a.size != 1 or a.dtype.kind not in "fiu":
+        raise InputError(
+            path, _var(var), f"shape {_shape_str(a.shape)} dtype {a.dtype}", "one real number"
+        )
+    t = float(a.reshape(()))
+    if not np.isfinite(t):
+        raise InputError(path, _var(var), f"{t}", "a finite time")
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# HDF5 datasets (The Well layout or any [n_t, H, W] / [n_traj, n_t, H, W] dataset)
+
+
+@dataclass(frozen=True)
+class H5Layout:
+    """Where the snapshots live in an HDF5 file."""
+
+    key: str  # in-file path of the dataset, e.g. "t0_fields/vorticity"
+    n_traj: int  # number of trajectories (1 for an [n_t, H, W] dataset)
+    n_t: int  # snapshots per trajectory
+    shape: tuple[int, int]  # (H, W)
+    dtype: str  # numpy dtype name of the stored values
+    has_traj_axis: bool  # True for [n_traj, n_t, H, W], False for [n_t, H, W]
+
+
+def _h5_candidates(f: h5py.File) -> list[str]:
+    out: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.ndim in (3, 4):
+            out.append(name)
+
+    f.visititems(visit)
+    return out
+
+
+def h5_layout(f: h5py.File, path: str | os.PathLike, var: str, h5_key: str | None) -> H5Layout:
+    """Find the snapshot dataset in an open HDF5 file and describe it.
+
+    Without ``h5_key`` the search order is ``t0_fields/<var>``, ``<var>``, then (for the default
+    ``Omega``) ``t0_fields/vorticity`` (what ``vqturb generate --format h5`` writes).
+
+    Raises:
+        InputError: no such dataset (listing the 3-D/4-D datasets present), wrong rank, or not
+            real numeric.
+    """
+    if h5_key is not None:
+        if h5_key not in f or not isinstance(f[h5_key], h5py.Dataset):
+            raise InputError(
+                path,
+                f"dataset '{h5_key}'",
+                f"not in the file (3-D/4-D datasets present: {_fmt_list(_h5_candidates(f))})",
+                "an HDF5 dataset path given with --h5_key",
+            )
+        key = h5_key
+    else:
+        tries = [f"t0_fields/{var}", var]
+        if var == "Omega":
+            tries.append("t0_fields/vorticity")
+        found = [k for k in tries if k in f and isinstance(f[k], h5py.Dataset)]
+        if not found:
+            raise InputError(
+                path,
+                _var(var),
+                f"no dataset {' or '.join(repr(k) for k in tries)} "
+                f"(3-D/4-D datasets present: {_fmt_list(_h5_candidates(f))})",
+                "The Well layout t0_fields/<name> or a dataset chosen with --h5_key",
+            )
+        key = found[0]
+    d = f[key]
+    what = f"dataset '{key}'"
+    if d.dtype.kind not in "fiu":
+        raise InputError(path, what, f"non-numeric or complex content ({d.dtype})", "real numbers")
+    if d.ndim == 3:
+        n_traj, (n_t, h, w), has_traj = 1, d.shape, False
+    elif d.ndim == 4:
+        (n_traj, n_t, h, w), has_traj = d.shape, True
+    else:
+        raise InputError(
+            path,
+            what,
+            f"{d.ndim} dimensions (shape {_shape_str(d.shape)})",
+            "[n_t, H, W] or [n_traj, n_t, H, W]",
+        )
+    if min(n_traj, n_t, h, w) == 0:
+        raise InputError(path, what, f"empty (shape {_shape_str(d.shape)})", "snapshots")
+    return H5Layout(
+        key=key,
+        n_traj=int(n_traj),
+        n_t=int(n_t),
+        shape=(int(h), int(w)),
+        dtype=str(d.dtype),
+        has_traj_axis=has_traj,
+    )
+
+
+def _fmt_list(items: list[str]) -> str:
+    if not items:
+        return "none"
+    shown = ", ".join(repr(k) for k in items[:8])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+
+
+def h5_times(f: h5py.File, layout: H5Layout, traj: int) -> np.ndarray | None:
+    """Times of trajectory ``traj``: ``dimensions/time`` (The Well) or a root ``time`` dataset,
+    shaped ``[n_t]`` or ``[n_traj, n_t]``; ``None`` when neither matches."""
+    for key in ("dimensions/time", "time"):
+        if key in f and isinstance(f[key], h5py.Dataset):
+            t = np.asarray(f[key][()], dtype=np.float64)
+            if t.shape == (layout.n_t,):
+                return t
+            if t.shape == (layout.n_traj, layout.n_t):
+                return t[traj]
+    return None
+
+
+def read_h5_snapshot(
+    f: h5py.File, path: str | os.PathLike, layout: H5Layout, traj: int, t: int
+) -> np.ndarray:
+    """Read one ``(H, W)`` snapshot (a lazy slice; the rest of the file stays on disk) and validate."""
+    d = f[layout.key]
+    a = d[traj, t] if layout.has_traj_axis else d[t]
+    what = f"dataset '{layout.key}' [trajectory {traj}, t {t}]"
+    return np.ascontiguousarray(check_values(np.asarray(a), path, what))
