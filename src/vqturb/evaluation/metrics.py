@@ -1,0 +1,368 @@
+"""Rollout metrics: token statistics per scale, pixel-value histograms, physics and short-term skill.
+
+Every function takes plain arrays and returns plain, JSON-safe Python (dicts of floats, ints and
+lists), so the results go straight into ``metrics.json`` and the report.
+
+Array conventions:
+- token rows ``[..., T]`` hold unified token ids, scale by scale, row-major inside a scale
+  (CONTRACTS.md, tokens file): scale ``k`` of side ``s_k`` owns the positions
+  ``[Σ_{j<k} s_j², Σ_{j≤k} s_j²)`` and the unified id range ``[offset_k, offset_k + vocab_k)``;
+- rollout fields ``[samples, time, H, W]`` in physical units (de-normalised vorticity), with
+  ``time = 0`` the starting frame t0.
+
+Distances between distributions are the Jensen–Shannon divergence in bits (in [0, 1]) and the
+total-variation distance (in [0, 1]) of ``vqturb.physics.stats``; physics diagnostics follow
+DESIGN.md ("Physics": energy spectrum, enstrophy, spectrum error, vorticity PDF on fixed bins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from jaxtyping import ArrayLike, Float, Int
+
+from vqturb.physics import stats
+
+
+def _f(x) -> float:
+    return float(np.asarray(x))
+
+
+def _list(x) -> list:
+    return np.asarray(x, dtype=np.float64).tolist()
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+def scale_positions(scales: Sequence[int]) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` token positions of each scale in a row (side lengths ``scales``)."""
+    out, start = [], 0
+    for s in scales:
+        out.append((start, start + int(s) ** 2))
+        start += int(s) ** 2
+    return out
+
+
+def token_histograms(
+    tokens: Int[ArrayLike, "*batch t"],
+    scales: Sequence[int],
+    scale_offsets: Sequence[int],
+    scale_vocab_sizes: Sequence[int],
+) -> list[np.ndarray]:
+    """Per-scale token histograms over each scale's own vocabulary range.
+
+    Args:
+        tokens: unified token ids ``[..., T]`` with ``T = Σ s²``.
+        scales: side length of each scale.
+        scale_offsets: first unified id of each scale.
+        scale_vocab_sizes: number of ids of each scale.
+
+    Returns:
+        one probability vector per scale, of length ``scale_vocab_sizes[k]`` (sums to 1; ids
+        outside the scale's range are not counted, see :func:`token_metrics`).
+    """
+    tokens = np.asarray(tokens)
+    _check_token_layout(tokens, scales, scale_offsets, scale_vocab_sizes)
+    flat = tokens.reshape(-1, tokens.shape[-1])
+    hists = []
+    for (a, b), off, v in zip(
+        scale_positions(scales), scale_offsets, scale_vocab_sizes, strict=True
+    ):
+        local = flat[:, a:b].ravel().astype(np.int64) - int(off)
+        local = local[(local >= 0) & (local < int(v))]
+        counts = np.bincount(local, minlength=int(v)).astype(np.float64)
+        hists.append(counts / max(counts.sum(), 1.0))
+    return hists
+
+
+def _check_token_layout(tokens, scales, scale_offsets, scale_vocab_sizes) -> None:
+    n_tok = sum(int(s) ** 2 for s in scales)
+    if tokens.shape[-1] != n_tok:
+        raise ValueError(
+            f"token rows have {tokens.shape[-1]} tokens, scales {tuple(scales)} need {n_tok}"
+        )
+    if not (len(scales) == len(scale_offsets) == len(scale_vocab_sizes)):
+        raise ValueError("scales, scale_offsets and scale_vocab_sizes differ in length")
+
+
+def token_metrics(
+    generated: Int[ArrayLike, "*batch t"],
+    reference: Int[ArrayLike, "*batch2 t"],
+    scales: Sequence[int],
+    scale_offsets: Sequence[int],
+    scale_vocab_sizes: Sequence[int],
+) -> dict:
+    """Compare the token distributions of generated and reference rows, scale by scale.
+
+    Returns a dict with
+    - ``per_scale``: one entry per scale: ``scale`` (index), ``side``, ``vocab_size``,
+      ``deterministic`` (vocab of one id), ``js``, ``tv``, ``hist_generated``, ``hist_reference``,
+      ``out_of_range_generated`` (fraction of generated ids at that scale's positions that are not
+      in its range: should be 0 for a model whose heads cover only their scale's range);
+    - ``overall``: JS and TV of the histograms over the whole unified vocabulary;
+    - ``mean_trainable``: the mean of the per-scale JS and TV over scales with more than one id.
+    """
+    generated = np.asarray(generated)
+    reference = np.asarray(reference)
+    _check_token_layout(generated, scales, scale_offsets, scale_vocab_sizes)
+    _check_token_layout(reference, scales, scale_offsets, scale_vocab_sizes)
+    hg = token_histograms(generated, scales, scale_offsets, scale_vocab_sizes)
+    hr = token_histograms(reference, scales, scale_offsets, scale_vocab_sizes)
+    flat_g = generated.reshape(-1, generated.shape[-1])
+    per_scale = []
+    for k, ((a, b), off, v) in enumerate(
+        zip(scale_positions(scales), scale_offsets, scale_vocab_sizes, strict=True)
+    ):
+        ids = flat_g[:, a:b].astype(np.int64)
+        oor = float(np.mean((ids < int(off)) | (ids >= int(off) + int(v)))) if ids.size else 0.0
+        per_scale.append(
+            {
+                "scale": k,
+                "side": int(scales[k]),
+                "vocab_size": int(v),
+                "deterministic": int(v) == 1,
+                "js": _f(stats.js_divergence(hg[k], hr[k])),
+                "tv": _f(stats.tv_distance(hg[k], hr[k])),
+                "hist_generated": _list(hg[k]),
+                "hist_reference": _list(hr[k]),
+                "out_of_range_generated": oor,
+            }
+        )
+    v_total = int(
+        max(int(o) + int(v) for o, v in zip(scale_offsets, scale_vocab_sizes, strict=True))
+    )
+    v_total = max(v_total, int(max(generated.max(initial=0), reference.max(initial=0))) + 1)
+    cg = np.bincount(generated.ravel().astype(np.int64), minlength=v_total).astype(np.float64)
+    cr = np.bincount(reference.ravel().astype(np.int64), minlength=v_total).astype(np.float64)
+    trainable = [e for e in per_scale if not e["deterministic"]] or per_scale
+    return {
+        "per_scale": per_scale,
+        "overall": {
+            "js": _f(stats.js_divergence(cg, cr)),
+            "tv": _f(stats.tv_distance(cg, cr)),
+        },
+        "mean_trainable": {
+            "js": float(np.mean([e["js"] for e in trainable])),
+            "tv": float(np.mean([e["tv"] for e in trainable])),
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- pixel values
+
+
+def value_range(
+    *fields: Float[ArrayLike, "..."] | None, margin: float = 0.05
+) -> tuple[float, float]:
+    """One symmetric value range ``(-a, a)`` for a dataset: ``a`` = max |value| (+ ``margin``).
+
+    Pass the reference fields first; ``None`` entries are skipped. Vorticity is signed and roughly
+    symmetric, so a symmetric range also gives the symmetric colour limits of the plots.
+    """
+    a = 0.0
+    for f in fields:
+        if f is not None and np.size(f):
+            a = max(a, float(np.max(np.abs(f))))
+    a = a * (1.0 + margin) if a > 0 else 1.0
+    return (-a, a)
+
+
+def pixel_bins(lo: float, hi: float, n_bins: int = 101) -> np.ndarray:
+    """``n_bins + 1`` fixed, equally spaced bin edges on ``[lo, hi]``."""
+    if not hi > lo:
+        raise ValueError(f"empty value range [{lo}, {hi}]")
+    return np.linspace(lo, hi, n_bins + 1)
+
+
+def pixel_metrics(
+    fields: Mapping[str, Float[ArrayLike, "..."] | None],
+    edges: Float[ArrayLike, " nedges"],
+) -> dict:
+    """Pixel-value histograms on fixed bins and JS/TV between every pair of them.
+
+    Args:
+        fields: named arrays of any shape, e.g. ``{"generated": g, "reconstructed_gt": r,
+            "raw_gt": x}``; ``None`` entries (raw GT not given) are skipped.
+        edges: fixed bin edges (:func:`pixel_bins`); values outside go to the end bins.
+
+    Returns:
+        ``{"edges": [...], "hist": {name: probs}, "pairs": {"a_vs_b": {"js", "tv"}}}``.
+    """
+    hists = {
+        name: np.asarray(stats.histogram(np.asarray(x, dtype=np.float32), edges))
+        for name, x in fields.items()
+        if x is not None
+    }
+    names = list(hists)
+    pairs = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            pairs[f"{a}_vs_{b}"] = {
+                "js": _f(stats.js_divergence(hists[a], hists[b])),
+                "tv": _f(stats.tv_distance(hists[a], hists[b])),
+            }
+    return {
+        "edges": _list(edges),
+        "hist": {k: _list(v) for k, v in hists.items()},
+        "pairs": pairs,
+    }
+
+
+def vorticity_pdf(
+    generated: Float[ArrayLike, "..."],
+    reference: Float[ArrayLike, "..."],
+    edges: Float[ArrayLike, " nedges"],
+) -> dict:
+    """Vorticity PDFs (probability density, integrates to 1 over the bins) and their JS divergence.
+
+    Unlike :func:`pixel_metrics` this reports densities at bin centres, for a log-scale PDF plot
+    whose tails show intermittency.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    width = np.diff(edges)
+    pg = np.asarray(stats.histogram(np.asarray(generated, np.float32), edges), np.float64)
+    pr = np.asarray(stats.histogram(np.asarray(reference, np.float32), edges), np.float64)
+    return {
+        "centers": _list(0.5 * (edges[1:] + edges[:-1])),
+        "pdf_generated": _list(pg / width),
+        "pdf_reference": _list(pr / width),
+        "js": _f(stats.js_divergence(pg, pr)),
+        "tv": _f(stats.tv_distance(pg, pr)),
+    }
+
+
+# ----------------------------------------------------------------------------- physics
+
+
+def _kmax(h: int, w: int) -> int:
+    # below Nyquist: shells beyond N/2 are only partly represented on the grid
+    return min(h, w) // 2
+
+
+def time_averaged_spectra(
+    generated: Float[ArrayLike, "s t h w"],
+    reference: Float[ArrayLike, "s2 t2 h w"],
+    *,
+    skip_first: bool = True,
+) -> dict:
+    """Energy spectra averaged over samples and rollout time, and their log error.
+
+    Args:
+        generated: generated fields ``[S, T, H, W]``.
+        reference: ground-truth fields ``[S', T', H, W]``.
+        skip_first: leave out ``t = 0`` (the shared starting frame) from both averages.
+
+    Returns:
+        ``{"k": [...], "generated": E_g(k), "reference": E_r(k), "spectrum_error": float,
+        "kmax": int}``; the error is the mean over k = 1 … min(H, W)/2 of
+        |log10 E_g − log10 E_r| (DESIGN.md).
+    """
+    generated = np.asarray(generated)
+    reference = np.asarray(reference)
+    g = generated[:, 1:] if skip_first and generated.shape[1] > 1 else generated
+    r = reference[:, 1:] if skip_first and reference.shape[1] > 1 else reference
+    eg = np.asarray(stats.energy_spectrum(g), np.float64).mean(axis=(0, 1))
+    er = np.asarray(stats.energy_spectrum(r), np.float64).mean(axis=(0, 1))
+    kmax = _kmax(*generated.shape[-2:])
+    return {
+        "k": list(range(eg.shape[-1])),
+        "generated": _list(eg),
+        "reference": _list(er),
+        "spectrum_error": _f(stats.spectrum_log_error(eg, er, kmax=kmax)),
+        "kmax": kmax,
+    }
+
+
+def time_series(
+    generated: Float[ArrayLike, "s t h w"],
+    reference: Float[ArrayLike, "s t2 h w"],
+) -> dict:
+    """Enstrophy and spectrum error against rollout step: does the rollout stay on the attractor?
+
+    At each step the energy spectrum of the generated fields (averaged over samples) is compared
+    with the reference spectrum averaged over samples *and all steps* (the attractor's
+    climatology, which does not depend on the phase of one trajectory) and with the reference at
+    the same step (where it exists).
+
+    Returns:
+        ``{"step": [...], "enstrophy_generated": [...], "enstrophy_reference": [...] (length T'),
+        "enstrophy_generated_std": [...], "spectrum_error_vs_climatology": [...],
+        "spectrum_error_vs_same_step": [...] (length min(T, T'))}``.
+    """
+    generated = np.asarray(generated)
+    reference = np.asarray(reference)
+    zg = np.asarray(stats.enstrophy(generated), np.float64)  # [S, T]
+    zr = np.asarray(stats.enstrophy(reference), np.float64)
+    eg = np.asarray(stats.energy_spectrum(generated), np.float64).mean(axis=0)  # [T, nk]
+    er_t = np.asarray(stats.energy_spectrum(reference), np.float64).mean(axis=0)  # [T', nk]
+    er_clim = er_t.mean(axis=0)
+    kmax = _kmax(*generated.shape[-2:])
+    n = min(eg.shape[0], er_t.shape[0])
+    return {
+        "step": list(range(generated.shape[1])),
+        "enstrophy_generated": _list(zg.mean(axis=0)),
+        "enstrophy_generated_std": _list(zg.std(axis=0)),
+        "enstrophy_reference": _list(zr.mean(axis=0)),
+        "spectrum_error_vs_climatology": _list(
+            stats.spectrum_log_error(eg, er_clim[None], kmax=kmax)
+        ),
+        "spectrum_error_vs_same_step": _list(stats.spectrum_log_error(eg[:n], er_t[:n], kmax=kmax)),
+    }
+
+
+def short_term_skill(
+    generated: Float[ArrayLike, "s t h w"],
+    reference: Float[ArrayLike, "s t2 h w"],
+    n_steps: int = 10,
+    *,
+    floor: Float[ArrayLike, "s t3 h w"] | None = None,
+) -> dict:
+    """Relative L2 to the ground truth for the first steps, against persistence (t0 held fixed).
+
+    Args:
+        generated: rollouts ``[S, T, H, W]`` started from ``reference[:, 0]``'s tokens.
+        reference: ground truth ``[S, T', H, W]``.
+        n_steps: how many steps after t0 to score (clipped to what both arrays hold).
+        floor: optional fields to score the same way (e.g. the reconstructed ground truth: the
+            best a decoder-limited model can do).
+
+    Returns:
+        ``{"step": [1..K], "rel_l2_generated": mean over samples, "rel_l2_persistence": ...,
+        "rel_l2_generated_per_sample": [[...]], "rel_l2_floor": ... (when given),
+        "steps_better_than_persistence": int}``; the last counts the leading steps at which the
+        model's mean error is below persistence's.
+    """
+    generated = np.asarray(generated)
+    reference = np.asarray(reference)
+    k = min(n_steps, generated.shape[1] - 1, reference.shape[1] - 1)
+    if k < 1:
+        return {
+            "step": [],
+            "rel_l2_generated": [],
+            "rel_l2_persistence": [],
+            "rel_l2_generated_per_sample": [],
+            "steps_better_than_persistence": 0,
+        }
+    truth = reference[:, 1 : k + 1]
+    eg = np.asarray(stats.relative_l2(generated[:, 1 : k + 1], truth), np.float64)  # [S, K]
+    ep = np.asarray(
+        stats.relative_l2(np.broadcast_to(reference[:, :1], truth.shape), truth), np.float64
+    )
+    better = eg.mean(0) < ep.mean(0)
+    lead = int(np.argmin(better)) if not better.all() else k
+    out = {
+        "step": list(range(1, k + 1)),
+        "rel_l2_generated": _list(eg.mean(0)),
+        "rel_l2_persistence": _list(ep.mean(0)),
+        "rel_l2_generated_per_sample": eg.tolist(),
+        "steps_better_than_persistence": lead,
+    }
+    if floor is not None:
+        kf = min(k, floor.shape[1] - 1)
+        ef = np.asarray(
+            stats.relative_l2(np.asarray(floor)[:, 1 : kf + 1], truth[:, :kf]), np.float64
+        )
+        out["rel_l2_floor"] = _list(ef.mean(0))
+    return out

@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+
+from vqturb.evaluation import metrics
+
+SCALES = (1, 2, 4)
+OFFSETS = (0, 1, 5)
+VOCABS = (1, 4, 8)
+T = 1 + 4 + 16
+
+
+def _tokens(rng, n, vocab_shift=0):
+    rows = np.zeros((n, T), np.int32)
+    for (a, b), off, v in zip(metrics.scale_positions(SCALES), OFFSETS, VOCABS, strict=True):
+        rows[:, a:b] = off + (rng.integers(0, v, size=(n, b - a)) + vocab_shift) % v
+    return rows
+
+
+def test_scale_positions_cover_the_row():
+    pos = metrics.scale_positions(SCALES)
+    assert pos == [(0, 1), (1, 5), (5, 21)]
+
+
+def test_token_histograms_are_per_scale_distributions(rng):
+    tok = _tokens(rng, 50)
+    hists = metrics.token_histograms(tok, SCALES, OFFSETS, VOCABS)
+    assert [h.shape[0] for h in hists] == list(VOCABS)
+    for h in hists:
+        assert h.sum() == pytest.approx(1.0)
+    assert hists[0][0] == 1.0  # deterministic scale has one id
+
+
+def test_token_metrics_identical_and_disjoint(rng):
+    tok = _tokens(rng, 40)
+    same = metrics.token_metrics(tok, tok, SCALES, OFFSETS, VOCABS)
+    assert same["overall"]["js"] == pytest.approx(0.0, abs=1e-6)
+    assert all(e["tv"] == pytest.approx(0.0, abs=1e-6) for e in same["per_scale"])
+    # generated uses only id 0 of the last scale, reference only id 1: disjoint there
+    gen, ref = tok.copy(), tok.copy()
+    gen[:, 5:] = OFFSETS[2]
+    ref[:, 5:] = OFFSETS[2] + 1
+    d = metrics.token_metrics(gen, ref, SCALES, OFFSETS, VOCABS)
+    last = d["per_scale"][2]
+    assert last["js"] == pytest.approx(1.0, abs=1e-5)
+    assert last["tv"] == pytest.approx(1.0, abs=1e-6)
+    assert d["per_scale"][0]["deterministic"] and not last["deterministic"]
+    assert d["mean_trainable"]["tv"] == pytest.approx(np.mean([d["per_scale"][1]["tv"], 1.0]))
+    json.dumps(d)  # JSON-safe
+
+
+def test_token_metrics_counts_out_of_range_ids(rng):
+    tok = _tokens(rng, 10)
+    gen = tok.copy()
+    gen[:, 1] = OFFSETS[2]  # a scale-2 id at a scale-1 position
+    d = metrics.token_metrics(gen, tok, SCALES, OFFSETS, VOCABS)
+    assert d["per_scale"][1]["out_of_range_generated"] == pytest.approx(0.25)
+    assert d["per_scale"][2]["out_of_range_generated"] == 0.0
+
+
+def test_token_metrics_rejects_wrong_row_length(rng):
+    with pytest.raises(ValueError, match="scales"):
+        metrics.token_metrics(
+            np.zeros((2, 7), np.int32), np.zeros((2, 7), np.int32), SCALES, OFFSETS, VOCABS
+        )
+
+
+def test_pixel_metrics_pairs_and_ranges(rng):
+    x = rng.standard_normal((4, 16, 16)).astype(np.float32)
+    lo, hi = metrics.value_range(x, None)
+    assert lo == -hi and hi >= np.abs(x).max()
+    edges = metrics.pixel_bins(lo, hi, 21)
+    d = metrics.pixel_metrics({"generated": x, "reconstructed_gt": x, "raw_gt": 3 * x + 10}, edges)
+    assert set(d["pairs"]) == {
+        "generated_vs_reconstructed_gt",
+        "generated_vs_raw_gt",
+        "reconstructed_gt_vs_raw_gt",
+    }
+    assert d["pairs"]["generated_vs_reconstructed_gt"]["js"] == pytest.approx(0.0, abs=1e-6)
+    assert d["pairs"]["generated_vs_raw_gt"]["tv"] > 0.5
+    assert len(d["edges"]) == 22 and all(len(h) == 21 for h in d["hist"].values())
+    d2 = metrics.pixel_metrics({"generated": x, "raw_gt": None}, edges)
+    assert d2["pairs"] == {} and set(d2["hist"]) == {"generated"}
+    json.dumps(d)
+
+
+def test_vorticity_pdf_integrates_to_one(rng):
+    x = rng.standard_normal(5000)
+    edges = metrics.pixel_bins(-5, 5, 50)
+    d = metrics.vorticity_pdf(x, x * 1.5, edges)
+    assert np.sum(np.array(d["pdf_generated"]) * np.diff(edges)) == pytest.approx(1.0)
+    assert 0.0 < d["js"] < 1.0
+
+
+def _modes(n, t, amp):
+    x = np.arange(n) * 2 * np.pi / n
+    base = np.cos(3 * x)[None, :] + np.sin(5 * x)[:, None]
+    return np.stack([[amp * base * (1 + 0.01 * i) for i in range(t)]] * 2).astype(np.float32)
+
+
+def test_spectra_and_time_series():
+    ref = _modes(32, 5, 1.0)
+    gen = _modes(32, 5, 10.0)  # energy 100×: log10 error exactly 2 where the spectrum is nonzero
+    d = metrics.time_averaged_spectra(ref, ref)
+    assert d["spectrum_error"] == pytest.approx(0.0, abs=1e-6)
+    assert d["kmax"] == 16 and len(d["k"]) == len(d["generated"])
+    ts = metrics.time_series(gen, ref)
+    assert len(ts["enstrophy_generated"]) == 5
+    np.testing.assert_allclose(
+        np.array(ts["enstrophy_generated"]) / np.array(ts["enstrophy_reference"]), 100, rtol=1e-4
+    )
+    ts_same = metrics.time_series(ref, ref)
+    np.testing.assert_allclose(ts_same["spectrum_error_vs_same_step"], 0, atol=1e-6)
+    json.dumps(ts)
+
+
+def test_short_term_skill_against_persistence(rng):
+    s, t = 3, 8
+    base = rng.standard_normal((s, 1, 16, 16))
+    drift = rng.standard_normal((s, 1, 16, 16))
+    ref = (base + 0.5 * np.arange(t)[None, :, None, None] * drift).astype(np.float32)
+    perfect = metrics.short_term_skill(ref, ref, n_steps=5)
+    assert perfect["step"] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(perfect["rel_l2_generated"], 0, atol=1e-6)
+    assert perfect["steps_better_than_persistence"] == 5
+    # persistence error grows with the drift
+    assert np.all(np.diff(perfect["rel_l2_persistence"]) > 0)
+    held = metrics.short_term_skill(np.repeat(ref[:, :1], t, axis=1), ref, n_steps=20, floor=ref)
+    assert len(held["step"]) == t - 1  # clipped to what the arrays hold
+    np.testing.assert_allclose(held["rel_l2_generated"], held["rel_l2_persistence"], rtol=1e-6)
+    assert held["steps_better_than_persistence"] == 0
+    np.testing.assert_allclose(held["rel_l2_floor"], 0, atol=1e-6)
