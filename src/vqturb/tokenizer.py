@@ -1,0 +1,449 @@
+"""Tokenizer: a trained VQ-VAE turned into a compact, unified token vocabulary (SPEC "Tokenization").
+
+:class:`VQVAETokenizer` loads a self-describing checkpoint (VQVAE2d or VARVQVAE2d; no model flags),
+scans data with the jitted ``model.encode`` in fixed-size batches (streaming: one batch in memory),
+collects the codes actually used and builds one vocabulary:
+
+- standard VQ-VAE: the used codes, sorted, remapped to consecutive ids ``0 … n−1``;
+- VAR mode: one unified vocabulary with a contiguous range per scale: scale 0 owns
+  ``[0, n0)``, scale 1 ``[n0, n0 + n1)``, … (a code used at two scales gets two ids).
+
+A token row holds the unified ids of one field, scale by scale, row-major inside a scale
+(CONTRACTS.md). Codes never seen by :meth:`fit` raise :class:`~vqturb.errors.InputError` rather
+than mapping to a wrong id. :func:`save_tokens` writes the ``tokens.npz`` of CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vqturb.errors import InputError
+
+DEFAULT_BATCH = 16
+
+
+@dataclass(frozen=True, eq=False)
+class ScanResult:
+    """What one pass of the encoder over a data source produced."""
+
+    # original codebook indices, one int32 array [N, s_k, s_k] per scale
+    codes: list[np.ndarray]
+    # relative L2 of the model's reconstruction per field [N] (physical units), or None
+    rel_l2: np.ndarray | None
+    # trajectory id and time index per field [N] (zeros / arange for a bare array)
+    trajectory_id: np.ndarray
+    time_index: np.ndarray
+
+
+def _as_source(source: Any):
+    """A Subset as is; a Dataset → all its snapshots; an array ``[N, H, W]`` wrapped."""
+    if isinstance(source, np.ndarray):
+        return _ArraySource(np.asarray(source, dtype=np.float32))
+    if hasattr(source, "get_batch"):
+        return source
+    if hasattr(source, "trajectories"):
+        return source.all()
+    return _ArraySource(np.asarray(source, dtype=np.float32))
+
+
+class _ArraySource:
+    def __init__(self, x: np.ndarray):
+        if x.ndim != 3:
+            raise InputError(None, "fields", f"shape {x.shape}", "[N, H, W]")
+        self.x = x
+        self.shape = x.shape[1:]
+        self.trajectory_ids = np.zeros(len(x), dtype=np.int64)
+        self.time_indices = np.arange(len(x), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def get_batch(self, idx):
+        return self.x[np.asarray(idx)]
+
+
+def scale_codebooks(model: Any, n_scales: int, vocab_size: int, dim: int) -> list[np.ndarray]:
+    """The ``[vocab_size, dim]`` codebook of each scale of ``model``.
+
+    Uses ``model.codebooks()`` when the model provides it; otherwise finds the array leaves whose
+    path names a codebook/embedding of that shape (one leaf: shared by every scale).
+    """
+    import equinox as eqx
+    import jax
+
+    if hasattr(model, "codebooks"):
+        cbs = model.codebooks() if callable(model.codebooks) else model.codebooks
+        cbs = [np.asarray(c, dtype=np.float32) for c in cbs]
+        return cbs * n_scales if len(cbs) == 1 else cbs
+    leaves = jax.tree_util.tree_flatten_with_path(eqx.filter(model, eqx.is_array))[0]
+    found = []
+    for path, leaf in leaves:
+        name = jax.tree_util.keystr(path).lower()
+        if leaf.shape == (vocab_size, dim) and ("codebook" in name or "embed" in name):
+            if not any(w in name for w in ("sum", "ema", "avg", "count", "usage")):
+                found.append(np.asarray(leaf, dtype=np.float32))
+    if len(found) == 1:
+        return found * n_scales
+    if len(found) == n_scales:
+        return found
+    raise InputError(
+        None, "model codebook", f"{len(found)} codebook arrays found", f"1 or {n_scales}"
+    )
+
+
+class VQVAETokenizer:
+    """Wraps a trained VQ-VAE: fields ↔ unified token ids.
+
+    Args:
+        checkpoint: a ``.eqx`` written by ``vqturb train-vqvae``.
+        var_mode: accepted for SPEC compatibility; when given it must agree with the checkpoint.
+        batch_size: fields per jitted encoder/decoder call (the last batch is padded, so there is
+            one compilation).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        *,
+        var_mode: bool | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ):
+        from vqturb.data import Normalization
+        from vqturb.training.checkpoint import load_model
+        from vqturb.utils.fileio import file_sha256
+
+        model, header = load_model(checkpoint, kind="vqvae")
+        cfg = header["config"]
+        ckpt_var = bool(cfg.get("var_mode", False))
+        if var_mode is not None and bool(var_mode) != ckpt_var:
+            raise InputError(
+                checkpoint,
+                "--var_mode",
+                f"{'given' if var_mode else 'not given'} but the checkpoint is "
+                f"{'a VAR (multi-scale)' if ckpt_var else 'a standard'} VQ-VAE",
+                "--var_mode exactly when the checkpoint was trained with it",
+            )
+        norm = header.get("meta", {}).get("normalization")
+        if norm is None:
+            raise InputError(checkpoint, "checkpoint meta", "no normalisation", "mean and std")
+        self._setup(model, cfg, Normalization.from_dict(norm), file_sha256(checkpoint), batch_size)
+        self.checkpoint = Path(checkpoint)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        config: dict,
+        normalization: Any,
+        *,
+        checkpoint_sha256: str = "",
+        batch_size: int = DEFAULT_BATCH,
+    ) -> VQVAETokenizer:
+        """A tokenizer around an in-memory model (tests, notebooks)."""
+        self = cls.__new__(cls)
+        self._setup(model, config, normalization, checkpoint_sha256, batch_size)
+        self.checkpoint = None
+        return self
+
+    def _setup(self, model, cfg: dict, norm, sha: str, batch_size: int) -> None:
+        import equinox as eqx
+
+        self.model = model
+        self.config = dict(cfg)
+        self.var_mode = bool(cfg.get("var_mode", False))
+        self.vocab_size = int(cfg["vocab_size"])
+        self.codebook_dim = int(cfg["codebook_dim"])
+        self.normalization = norm
+        self.checkpoint_sha256 = sha
+        self.batch_size = int(batch_size)
+        self._encode = eqx.filter_jit(lambda m, x: m.encode(x))
+        self._decode = eqx.filter_jit(lambda m, idx: m.decode_indices(idx))
+        self._forward = eqx.filter_jit(lambda m, x: m(x)[0])
+        self.used: list[np.ndarray] | None = None  # sorted original codes per scale, after fit
+        self.scales: tuple[int, ...] | None = None
+
+    # ---------------------------------------------------------------- scanning
+
+    def _batches(self, src, with_recon: bool = False):
+        n = len(src)
+        for start in range(0, n, self.batch_size):
+            idx = np.arange(start, min(n, start + self.batch_size))
+            x = np.asarray(src.get_batch(idx), dtype=np.float32)
+            yield idx, x
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        b = x.shape[0]
+        if b == self.batch_size:
+            return x
+        return np.concatenate([x, np.repeat(x[-1:], self.batch_size - b, axis=0)])
+
+    def encode_codes(self, fields: np.ndarray) -> list[np.ndarray]:
+        """Original codebook indices of physical fields ``[B, H, W]``: one ``[B, s, s]`` per scale."""
+        import jax.numpy as jnp
+
+        fields = np.asarray(fields, dtype=np.float32)
+        if fields.ndim != 3:
+            raise InputError(None, "fields", f"shape {fields.shape}", "[B, H, W]")
+        out: list[list[np.ndarray]] = []
+        for start in range(0, len(fields), self.batch_size):
+            x = fields[start : start + self.batch_size]
+            b = x.shape[0]
+            xn = self._pad(np.asarray(self.normalization.apply(x), dtype=np.float32))
+            codes = self._encode(self.model, jnp.asarray(xn))
+            out.append([np.asarray(c)[:b].astype(np.int32) for c in codes])
+        if not out:
+            return [np.zeros((0, s, s), np.int32) for s in self.scales or ()]
+        return [np.concatenate(parts) for parts in zip(*out, strict=True)]
+
+    def scan(self, source: Any, *, recon_error: bool = False, progress: bool = False) -> ScanResult:
+        """One streaming pass: codes of every field (and the reconstruction error if asked)."""
+        import jax.numpy as jnp
+
+        from vqturb.physics import stats
+        from vqturb.utils.progress import Progress
+
+        src = _as_source(source)
+        codes: list[list[np.ndarray]] = []
+        errs: list[np.ndarray] = []
+        with Progress(len(src), "tokenize", "field", disable=not progress) as bar:
+            for _, x in self._batches(src):
+                b = x.shape[0]
+                xn = self._pad(np.asarray(self.normalization.apply(x), dtype=np.float32))
+                c = self._encode(self.model, jnp.asarray(xn))
+                codes.append([np.asarray(ci)[:b].astype(np.int32) for ci in c])
+                if recon_error:
+                    rec = np.asarray(self._decode(self.model, c))[:b]
+                    rec = self.normalization.invert(rec)
+                    errs.append(np.asarray(stats.relative_l2(rec, x)))
+                bar.update(b)
+        if not codes:
+            raise InputError(None, "data", "no fields", "at least one snapshot")
+        merged = [np.concatenate(parts) for parts in zip(*codes, strict=True)]
+        return ScanResult(
+            merged,
+            np.concatenate(errs) if recon_error else None,
+            np.asarray(src.trajectory_ids, dtype=np.int64),
+            np.asarray(src.time_indices, dtype=np.int64),
+        )
+
+    # ---------------------------------------------------------------- vocabulary
+
+    def fit(self, source: Any, *, progress: bool = False) -> VQVAETokenizer:
+        """Scan ``source`` (Dataset, Subset or ``[N, H, W]`` array) and build the vocabulary."""
+        return self.fit_codes(self.scan(source, progress=progress).codes)
+
+    def fit_codes(self, codes: Sequence[np.ndarray]) -> VQVAETokenizer:
+        """Build the vocabulary from original codes (one ``[N, s, s]`` array per scale)."""
+        self.scales = tuple(int(c.shape[-1]) for c in codes)
+        self.used = [np.unique(np.asarray(c)).astype(np.int64) for c in codes]
+        return self
+
+    def set_vocabulary(self, scales: Sequence[int], used: Sequence[np.ndarray]) -> VQVAETokenizer:
+        """Restore a vocabulary (e.g. from a ``.vqz`` file): sorted used codes per scale."""
+        used = [np.asarray(u, dtype=np.int64) for u in used]
+        for u in used:
+            if u.size and (np.any(np.diff(u) <= 0) or u[0] < 0 or u[-1] >= self.vocab_size):
+                raise InputError(None, "vocabulary", "codes not sorted/in range", "valid codes")
+        self.scales = tuple(int(s) for s in scales)
+        self.used = used
+        return self
+
+    def _require_fit(self) -> None:
+        if self.used is None:
+            raise InputError(None, "tokenizer", "not fitted", "fit() before encoding")
+
+    @property
+    def scale_vocab_sizes(self) -> np.ndarray:
+        self._require_fit()
+        return np.array([u.size for u in self.used], dtype=np.int64)
+
+    @property
+    def scale_offsets(self) -> np.ndarray:
+        sizes = self.scale_vocab_sizes
+        return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+    @property
+    def unified_vocab_size(self) -> int:
+        return int(self.scale_vocab_sizes.sum())
+
+    @property
+    def unified_to_scale(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.used)), self.scale_vocab_sizes).astype(np.int64)
+
+    @property
+    def unified_to_original(self) -> np.ndarray:
+        self._require_fit()
+        return np.concatenate(self.used).astype(np.int64)
+
+    def codebook(self) -> np.ndarray:
+        """Unified codebook ``[V, D]``: row ``j`` is the vector of unified id ``j``."""
+        cbs = scale_codebooks(self.model, len(self.used), self.vocab_size, self.codebook_dim)
+        return np.concatenate([cb[u] for cb, u in zip(cbs, self.used, strict=True)]).astype(
+            np.float32
+        )
+
+    # ---------------------------------------------------------------- codes <-> ids
+
+    def codes_to_local(self, codes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Original codes → per-scale local ids ``[0, n_k)``; unseen codes raise InputError."""
+        self._require_fit()
+        out = []
+        for k, (c, u) in enumerate(zip(codes, self.used, strict=True)):
+            c = np.asarray(c)
+            pos = np.searchsorted(u, c)
+            ok = (pos < u.size) & (u[np.minimum(pos, max(u.size - 1, 0))] == c) if u.size else c < 0
+            if not np.all(ok):
+                bad = int(np.asarray(c)[~ok].ravel()[0])
+                raise InputError(
+                    None,
+                    f"code {bad} at scale {k}",
+                    "was not seen when the tokenizer was fitted",
+                    "codes from the fitted vocabulary (refit the tokenizer on this data)",
+                )
+            out.append(pos.astype(np.int32))
+        return out
+
+    def local_to_codes(self, local: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self._require_fit()
+        out = []
+        for k, (ids, u) in enumerate(zip(local, self.used, strict=True)):
+            ids = np.asarray(ids)
+            if ids.size and (ids.min() < 0 or ids.max() >= u.size):
+                raise InputError(None, f"ids at scale {k}", "out of range", f"[0, {u.size})")
+            out.append(u[ids].astype(np.int32))
+        return out
+
+    def local_to_unified(self, local: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-scale local ids ``[N, s, s]`` → token rows ``[N, T]`` of unified ids."""
+        offs = self.scale_offsets
+        n = local[0].shape[0]
+        return np.concatenate(
+            [np.asarray(x).reshape(n, -1) + offs[k] for k, x in enumerate(local)], axis=1
+        ).astype(np.int32)
+
+    def unified_to_local(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Token rows ``[N, T]`` → per-scale local ids; ids outside their scale's range raise."""
+        self._require_fit()
+        rows = np.asarray(rows)
+        t = sum(s * s for s in self.scales)
+        if rows.ndim != 2 or rows.shape[1] != t:
+            raise InputError(None, "token rows", f"shape {rows.shape}", f"[N, {t}]")
+        out, start = [], 0
+        for k, s in enumerate(self.scales):
+            part = rows[:, start : start + s * s].astype(np.int64) - self.scale_offsets[k]
+            if part.size and (part.min() < 0 or part.max() >= self.scale_vocab_sizes[k]):
+                raise InputError(
+                    None,
+                    f"token ids at scale {k}",
+                    "outside the scale's range",
+                    f"[{self.scale_offsets[k]}, {self.scale_offsets[k] + self.scale_vocab_sizes[k]})",
+                )
+            out.append(part.reshape(-1, s, s).astype(np.int32))
+            start += s * s
+        return out
+
+    def encode_batch(self, fields: np.ndarray) -> np.ndarray:
+        """Physical fields ``[B, H, W]`` → unified token rows ``[B, T]`` int32."""
+        return self.local_to_unified(self.codes_to_local(self.encode_codes(fields)))
+
+    def encode(self, field: np.ndarray) -> np.ndarray:
+        """One physical field ``[H, W]`` → unified token row ``[T]``."""
+        return self.encode_batch(np.asarray(field)[None])[0]
+
+    def decode_codes(self, codes: Sequence[np.ndarray]) -> np.ndarray:
+        """Original codes per scale ``[N, s, s]`` → physical fields ``[N, H, W]`` float32."""
+        import jax.numpy as jnp
+
+        n = codes[0].shape[0]
+        out = []
+        for start in range(0, n, self.batch_size):
+            part = [np.asarray(c[start : start + self.batch_size]) for c in codes]
+            b = part[0].shape[0]
+            part = tuple(jnp.asarray(self._pad(p)) for p in part)
+            rec = np.asarray(self._decode(self.model, part))[:b]
+            out.append(np.asarray(self.normalization.invert(rec), dtype=np.float32))
+        return np.concatenate(out)
+
+    def decode_indices(self, rows: np.ndarray) -> np.ndarray:
+        """Unified token rows ``[B, T]`` (or one row ``[T]``) → physical fields ``[B, H, W]``."""
+        rows = np.asarray(rows)
+        single = rows.ndim == 1
+        fields = self.decode_codes(self.local_to_codes(self.unified_to_local(np.atleast_2d(rows))))
+        return fields[0] if single else fields
+
+
+# -------------------------------------------------------------------- tokens file and stats
+
+
+def perplexity(counts: np.ndarray) -> float:
+    """exp(entropy) of a usage histogram: the effective number of codes used."""
+    p = np.asarray(counts, dtype=np.float64)
+    p = p[p > 0] / max(p.sum(), 1.0)
+    return float(np.exp(-np.sum(p * np.log(p)))) if p.size else 0.0
+
+
+def tokenizer_info(tok: VQVAETokenizer, source: Any, *, progress: bool = False) -> dict:
+    """Codes used and perplexity per scale, unified vocabulary size, reconstruction rel. L2."""
+    scan = tok.scan(source, recon_error=True, progress=progress)
+    tok.fit_codes(scan.codes)
+    per_scale = []
+    for k, c in enumerate(scan.codes):
+        counts = np.bincount(c.ravel(), minlength=tok.vocab_size)
+        per_scale.append(
+            {
+                "scale": int(tok.scales[k]),
+                "codes_used": int(np.count_nonzero(counts)),
+                "perplexity": perplexity(counts),
+            }
+        )
+    return {
+        "var_mode": tok.var_mode,
+        "n_fields": int(scan.codes[0].shape[0]),
+        "codebook_size": tok.vocab_size,
+        "scales": per_scale,
+        "unified_vocab_size": tok.unified_vocab_size,
+        "tokens_per_field": int(sum(s * s for s in tok.scales)),
+        "recon_rel_l2_mean": float(np.mean(scan.rel_l2)),
+        "recon_rel_l2_max": float(np.max(scan.rel_l2)),
+    }
+
+
+def tokens_arrays(tok: VQVAETokenizer, scan: ScanResult) -> dict[str, np.ndarray]:
+    """The ``tokens.npz`` arrays (CONTRACTS.md) from a fitted tokenizer and a scan."""
+    local = tok.codes_to_local(scan.codes)
+    rows = tok.local_to_unified(local)
+    codebook = tok.codebook()
+    return {
+        "indices_flat": rows.astype(np.int32),
+        "vectors_flat": codebook[rows].astype(np.float32),
+        "codebook": codebook,
+        "scale_offsets": tok.scale_offsets,
+        "scale_vocab_sizes": tok.scale_vocab_sizes,
+        "unified_to_scale": tok.unified_to_scale,
+        "unified_to_original": tok.unified_to_original,
+        "scales": np.asarray(tok.scales, dtype=np.int64),
+        "trajectory_id": scan.trajectory_id.astype(np.int64),
+        "time_index": scan.time_index.astype(np.int64),
+        "norm_mean": np.float64(tok.normalization.mean),
+        "norm_std": np.float64(tok.normalization.std),
+        "checkpoint_sha256": np.str_(tok.checkpoint_sha256),
+    }
+
+
+def save_tokens(
+    tok: VQVAETokenizer, source: Any, output: str | os.PathLike, *, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Fit on ``source``, tokenize all of it and write ``output`` (npz, atomically)."""
+    from vqturb.utils.fileio import atomic_save_npz
+
+    scan = tok.scan(source, progress=progress)
+    tok.fit_codes(scan.codes)
+    arrays = tokens_arrays(tok, scan)
+    atomic_save_npz(output, **arrays)
+    return arrays

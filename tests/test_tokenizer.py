@@ -1,0 +1,109 @@
+"""Tokenizer: vocabulary remapping, unified per-scale ranges, round trips, tokens.npz fields."""
+
+import numpy as np
+import pytest
+
+from codec.tiny_model import fields, make_checkpoint
+from vqturb.errors import InputError
+from vqturb.tokenizer import VQVAETokenizer, save_tokens, tokenizer_info
+
+
+@pytest.fixture(params=[False, True], ids=["standard", "var"])
+def tok_and_data(request, tmp_path, monkeypatch, rng):
+    path, cfg = make_checkpoint(tmp_path / "m.eqx", monkeypatch, var_mode=request.param)
+    tok = VQVAETokenizer(path, batch_size=4)
+    return tok, fields(rng, 10)
+
+
+def test_var_mode_flag_must_agree(tmp_path, monkeypatch):
+    path, _ = make_checkpoint(tmp_path / "m.eqx", monkeypatch, var_mode=False)
+    with pytest.raises(InputError, match="--var_mode"):
+        VQVAETokenizer(path, var_mode=True)
+    assert VQVAETokenizer(path, var_mode=False).var_mode is False
+
+
+def test_fit_remaps_to_consecutive_ranges(tok_and_data):
+    tok, x = tok_and_data
+    tok.fit(x)
+    sizes, offs = tok.scale_vocab_sizes, tok.scale_offsets
+    assert offs[0] == 0 and np.all(offs[1:] == np.cumsum(sizes)[:-1])
+    assert tok.unified_vocab_size == sizes.sum() == tok.unified_to_original.size
+    rows = tok.encode_batch(x)
+    assert rows.shape == (10, sum(s * s for s in tok.scales))
+    start = 0
+    for k, s in enumerate(tok.scales):
+        part = rows[:, start : start + s * s]
+        assert part.min() >= offs[k] and part.max() < offs[k] + sizes[k]
+        # every id of the range is used (the vocabulary was built from exactly these fields)
+        assert np.unique(part).size == sizes[k]
+        assert np.all(tok.unified_to_scale[part] == k)
+        start += s * s
+    # remap round trip: unified -> original codes equals the model's own codes
+    codes = tok.encode_codes(x)
+    local = tok.unified_to_local(rows)
+    assert all(np.array_equal(a, b) for a, b in zip(tok.local_to_codes(local), codes, strict=True))
+    flat = np.concatenate([c.reshape(10, -1) for c in codes], axis=1)
+    assert np.array_equal(tok.unified_to_original[rows], flat)
+
+
+def test_decode_equals_model_reconstruction(tok_and_data):
+    tok, x = tok_and_data
+    tok.fit(x)
+    rows = tok.encode_batch(x)
+    rec = tok.decode_indices(rows)
+    xn = tok.normalization.apply(x)
+    model_rec = tok.normalization.invert(np.asarray(tok.model(xn)[0]))
+    assert np.allclose(rec, model_rec, atol=1e-5)
+    assert np.allclose(tok.decode_indices(rows[3]), rec[3])
+    assert np.array_equal(tok.encode(x[3]), rows[3])
+
+
+def test_unseen_code_is_a_clear_error(tok_and_data, rng):
+    tok, x = tok_and_data
+    tok.fit(x[:1] * 0.0)  # a constant field uses very few codes
+    with pytest.raises(InputError, match="not seen when the tokenizer was fitted"):
+        tok.encode_batch(x)
+
+
+def test_ids_outside_a_scale_range_are_rejected(tok_and_data):
+    tok, x = tok_and_data
+    tok.fit(x)
+    rows = tok.encode_batch(x)
+    rows[0, -1] = tok.unified_vocab_size  # past the end
+    with pytest.raises(InputError, match="outside the scale's range"):
+        tok.decode_indices(rows)
+
+
+def test_saved_tokens_file(tok_and_data, tmp_path):
+    tok, x = tok_and_data
+    arrays = save_tokens(tok, x, tmp_path / "tokens.npz")
+    z = np.load(tmp_path / "tokens.npz")
+    expected = {
+        "indices_flat", "vectors_flat", "codebook", "scale_offsets", "scale_vocab_sizes",
+        "unified_to_scale", "unified_to_original", "scales", "trajectory_id", "time_index",
+        "norm_mean", "norm_std", "checkpoint_sha256",
+    }  # fmt: skip
+    assert set(z.files) == expected
+    n, t = z["indices_flat"].shape
+    v, d = z["codebook"].shape
+    assert n == 10 and t == int(np.sum(z["scales"] ** 2))
+    assert z["indices_flat"].dtype == np.int32 and z["indices_flat"].max() < v
+    assert z["vectors_flat"].shape == (n, t, d) and z["vectors_flat"].dtype == np.float32
+    assert np.array_equal(z["vectors_flat"], z["codebook"][z["indices_flat"]])
+    assert z["unified_to_scale"].shape == z["unified_to_original"].shape == (v,)
+    assert len(str(z["checkpoint_sha256"])) == 64
+    assert float(z["norm_std"]) == 2.0
+    # decoding the saved tokens equals the model's reconstruction
+    rec = tok.decode_indices(z["indices_flat"])
+    model_rec = tok.normalization.invert(np.asarray(tok.model(tok.normalization.apply(x))[0]))
+    assert np.allclose(rec, model_rec, atol=1e-5)
+    assert np.array_equal(arrays["indices_flat"], z["indices_flat"])
+
+
+def test_info(tok_and_data):
+    tok, x = tok_and_data
+    info = tokenizer_info(tok, x)
+    assert info["unified_vocab_size"] == sum(s["codes_used"] for s in info["scales"])
+    for s in info["scales"]:
+        assert 1 <= s["perplexity"] <= s["codes_used"] + 1e-9
+    assert 0 < info["recon_rel_l2_mean"] < 1
