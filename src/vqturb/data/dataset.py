@@ -226,9 +226,13 @@ class Dataset:
         key = (int(traj), int(t))
         a = self._cache.get(key)
         if a is None:
-            a = self.read(*key).astype(np.float32)
-            a.flags.writeable = False
-            self._cache.put(key, a)
+            a = self._store(key, self.read(*key))
+        return a
+
+    def _store(self, key: tuple[int, int], raw: np.ndarray) -> np.ndarray:
+        a = raw.astype(np.float32)
+        a.flags.writeable = False
+        self._cache.put(key, a)
         return a
 
     def times(self, traj: int) -> np.ndarray:
@@ -559,8 +563,12 @@ def compute_normalization(subset: Subset, *, progress: bool = False) -> Normaliz
     stats = RunningStats()
     with Progress(len(subset), desc="normalisation", unit="snap", disable=not progress) as bar:
         for i in range(len(subset)):
-            # through the cache: when the data fit in it, this pass warms it for training
-            stats.update(subset.get(i))
+            # statistics in the stored precision (float32 would lose the spread of a field
+            # whose |mean| >> std); the float32 copy still warms the cache for training
+            traj, t = (int(v) for v in subset.refs[i])
+            raw = subset.dataset.read(traj, t)
+            subset.dataset._store((traj, t), raw)
+            stats.update(raw)
             bar.update(1)
     if not stats.std > 0:
         raise InputError(

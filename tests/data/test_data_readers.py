@@ -1,0 +1,153 @@
+"""read_field / read_time: every MAT version, and every kind of bad input named clearly."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+from matfile_helpers import FORMATS, write_field, write_mat73
+
+from vqturb.data import field_info, list_variables, mat_version, read_field, read_time
+from vqturb.errors import InputError
+
+
+def _assert_names(err: pytest.ExceptionInfo, path, var: str = "Omega") -> str:
+    msg = str(err.value)
+    assert str(path) in msg
+    assert f"'{var}'" in msg
+    return msg
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_every_format(tmp_path, rng, fmt, dtype):
+    a = rng.standard_normal((5, 7)).astype(dtype)  # non-square: catches a missing transpose
+    p = write_field(tmp_path / "x.mat", a, fmt, time=3.25, other=np.ones((2, 2)))
+    b = read_field(p)
+    assert b.dtype == dtype  # precision kept as stored
+    assert b.shape == (5, 7)
+    np.testing.assert_array_equal(b, a)
+    assert b.flags.c_contiguous
+    assert read_time(p) == 3.25
+    info = field_info(p)
+    assert info.shape == (5, 7)
+    assert info.version == {"v4": "4", "v5": "5", "v5c": "5", "v73": "7.3"}[fmt]
+    assert mat_version(p) == info.version
+
+
+def test_v73_is_transposed_from_column_major(tmp_path):
+    # what MATLAB writes for [1 2 3; 4 5 6]: the HDF5 dataset holds the transpose
+    p = tmp_path / "m.mat"
+    with h5py.File(p, "w", userblock_size=512) as f:
+        d = f.create_dataset("Omega", data=np.array([[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]))
+        d.attrs["MATLAB_class"] = np.bytes_("double")
+    np.testing.assert_array_equal(read_field(p), [[1, 2, 3], [4, 5, 6]])
+    assert list_variables(p) == [("Omega", (2, 3), "double")]
+
+
+def test_other_variable_name_and_integers(tmp_path):
+    p = tmp_path / "w.mat"
+    scipy.io.savemat(p, {"W": np.arange(12, dtype=np.int16).reshape(3, 4)})
+    a = read_field(p, var="W")
+    assert a.dtype == np.float64
+    np.testing.assert_array_equal(a, np.arange(12).reshape(3, 4))
+    assert read_time(p) is None
+
+
+def test_missing_variable_lists_the_variables(tmp_path, rng):
+    for fmt in FORMATS:
+        p = write_field(tmp_path / f"{fmt}.mat", rng.standard_normal((4, 4)), fmt, time=1.0)
+        with pytest.raises(InputError) as e:
+            read_field(p, var="vort")
+        msg = _assert_names(e, p, "vort")
+        assert "'Omega'" in msg and "'time'" in msg  # the variables present
+        with pytest.raises(InputError):
+            field_info(p, var="vort")
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (np.zeros((2, 3, 4)), "3 dimensions"),
+        (np.zeros((0, 0)), "empty"),
+        (np.ones((3, 3)) + 1j, "complex"),
+        ("hello", "non-numeric"),
+        (np.array([np.ones(2), "x"], dtype=object), "non-numeric"),
+        ({"a": 1.0}, "non-numeric"),
+        (np.ones((3, 3), dtype=bool), "non-numeric"),
+    ],
+    ids=["3d", "empty", "complex", "char", "cell", "struct", "logical"],
+)
+def test_bad_content_v5(tmp_path, value, words):
+    p = tmp_path / "bad.mat"
+    scipy.io.savemat(p, {"Omega": value})
+    with pytest.raises(InputError) as e:
+        read_field(p)
+    msg = _assert_names(e, p)
+    assert words in msg
+    assert "expected" in msg
+
+
+def test_bad_content_v73(tmp_path):
+    p = write_mat73(tmp_path / "l.mat", {"Omega": np.ones((3, 3), dtype=bool)})
+    with pytest.raises(InputError, match="non-numeric"):
+        read_field(p)
+    p = write_mat73(tmp_path / "c.mat", {"Omega": np.zeros((2, 2, 2))})
+    with pytest.raises(InputError, match="3 dimensions"):
+        read_field(p)
+    p = tmp_path / "cplx.mat"
+    with h5py.File(p, "w") as f:
+        dt = np.dtype([("real", "<f8"), ("imag", "<f8")])
+        f.create_dataset("Omega", data=np.zeros((3, 3), dtype=dt))
+        f["Omega"].attrs["MATLAB_class"] = np.bytes_("double")
+    with pytest.raises(InputError, match="complex") as e:
+        read_field(p)
+    _assert_names(e, p)
+    p = tmp_path / "s.mat"
+    with h5py.File(p, "w") as f:
+        g = f.create_group("Omega")
+        g.attrs["MATLAB_class"] = np.bytes_("struct")
+    with pytest.raises(InputError, match="struct"):
+        read_field(p)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nan_and_inf_are_counted(tmp_path, fmt):
+    a = np.zeros((4, 5))
+    a[0, 0] = a[1, 2] = np.nan
+    a[3, 3] = -np.inf
+    p = write_field(tmp_path / "n.mat", a, fmt)
+    with pytest.raises(InputError) as e:
+        read_field(p)
+    msg = _assert_names(e, p)
+    assert "2 NaN and 1 Inf values out of 20" in msg
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_truncated_files(tmp_path, rng, fmt):
+    src = write_field(tmp_path / "ok.mat", rng.standard_normal((32, 32)), fmt)
+    data = src.read_bytes()
+    for cut in (len(data) // 2, 100, 0):
+        p = tmp_path / f"cut{cut}.mat"
+        p.write_bytes(data[:cut])
+        with pytest.raises(InputError) as e:
+            read_field(p)
+        assert str(p) in str(e.value)
+
+
+def test_not_a_mat_file(tmp_path):
+    p = tmp_path / "notes.mat"
+    p.write_text("these are not the fields you are looking for\n" * 20)
+    with pytest.raises(InputError, match="not a readable MAT-file") as e:
+        read_field(p)
+    assert str(p) in str(e.value)
+    with pytest.raises(InputError, match="no such file"):
+        read_field(tmp_path / "missing.mat")
+
+
+def test_bad_time_variable(tmp_path):
+    p = tmp_path / "t.mat"
+    scipy.io.savemat(p, {"Omega": np.ones((2, 2)), "time": np.ones(3)})
+    with pytest.raises(InputError, match="one real number"):
+        read_time(p)
