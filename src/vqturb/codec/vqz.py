@@ -1,0 +1,376 @@
+"""Compress a dataset to a ``.vqz`` token file and back (``vqturb compress`` / ``decompress``).
+
+What a ``.vqz`` holds (see :mod:`vqturb.codec.container` for the byte layout):
+
+- header: checkpoint SHA-256 (decompression refuses a different checkpoint), VAR mode, scales,
+  field shape, number of fields, normalisation, source variable, trajectory names and sizes,
+  times (as ``t0 + i·dt`` when they are regular), the entropy-model descriptor;
+- sections ``vocab/k``: the codebook indices used at scale ``k`` (gap varints, deflated);
+  ``table/k``: the count table of scale ``k`` (:mod:`vqturb.codec.entropy`); ``index``: the
+  trajectory and time index of every field; ``times``: raw float64 times when irregular;
+  ``payload``: the range-coded tokens.
+
+Tables are estimated on the training split's tokens (held-out choice on the validation split) and
+stored in the file, so every byte a reader needs is counted in the file size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vqturb.codec.container import pack_vqz, read_vqz, unpack_vqz
+from vqturb.codec.entropy import EntropyCodec, pack_ints, unpack_ints
+from vqturb.errors import InputError
+
+FORMAT = "vqturb-tokens"
+
+
+def _zigzag(d: np.ndarray) -> np.ndarray:
+    d = np.asarray(d, dtype=np.int64)
+    return np.where(d >= 0, 2 * d, -2 * d - 1)
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.int64)
+    return np.where(z % 2 == 0, z // 2, -(z + 1) // 2)
+
+
+def _pack_sorted(u: np.ndarray) -> bytes:
+    u = np.asarray(u, dtype=np.int64)
+    return pack_ints(np.diff(u, prepend=-1) - 1)
+
+
+def _unpack_sorted(blob: bytes, n: int) -> np.ndarray:
+    return np.cumsum(unpack_ints(blob, n) + 1) - 1
+
+
+def _times_header(times: np.ndarray) -> tuple[dict, bytes | None]:
+    """Regular times → {"t0", "dt"} (no section); irregular → raw float64 section."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.size >= 2:
+        dt = (t[-1] - t[0]) / (t.size - 1)
+        lin = t[0] + dt * np.arange(t.size)
+        if np.max(np.abs(lin - t)) <= 1e-9 * max(abs(dt), 1e-300):
+            return {"t0": float(t[0]), "dt": float(dt)}, None
+    elif t.size == 1:
+        return {"t0": float(t[0]), "dt": 0.0}, None
+    return {"raw": True}, zlib.compress(t.astype("<f8").tobytes(), 9)
+
+
+@dataclass(frozen=True, eq=False)
+class TokenFile:
+    """A decoded ``.vqz``."""
+
+    header: dict
+    # original codebook indices, one [N, s, s] int32 array per scale
+    codes: list[np.ndarray]
+    # per-scale sorted codebook indices in use
+    vocab: list[np.ndarray]
+    trajectory_id: np.ndarray
+    time_index: np.ndarray
+    times: np.ndarray
+    codec: EntropyCodec
+    # byte accounting: header / tables+vocab+index / payload / total
+    sizes: dict
+
+
+def encode_token_file(
+    tok: Any,
+    codes: list[np.ndarray],
+    *,
+    table_codes: list[np.ndarray] | None = None,
+    heldout_codes: list[np.ndarray] | None = None,
+    trajectory_id: np.ndarray,
+    time_index: np.ndarray,
+    times: np.ndarray,
+    trajectory_names: list[str],
+    field_shape: tuple[int, int],
+    var: str = "Omega",
+    verify: bool = True,
+) -> tuple[bytes, EntropyCodec, dict]:
+    """Build the bytes of a ``.vqz`` from original codes; ``tok`` must be fitted on (a superset
+    of) ``codes`` and ``table_codes``. Returns ``(data, codec, sizes)``."""
+    local = tok.codes_to_local(codes)
+    n = local[0].shape[0]
+    n_symbols = [int(v) for v in tok.scale_vocab_sizes]
+    train_local = tok.codes_to_local(table_codes) if table_codes is not None else local
+    held_local = tok.codes_to_local(heldout_codes) if heldout_codes is not None else None
+    codec = EntropyCodec.fit(train_local, n_symbols, heldout=held_local, n_fields=n)
+    payload = codec.encode(local)
+    if verify:
+        back = codec.decode(payload, n)
+        if not all(np.array_equal(a, b) for a, b in zip(local, back, strict=True)):
+            raise RuntimeError("entropy coder round trip failed (a bug in vqturb)")
+
+    traj = np.asarray(trajectory_id, dtype=np.int64)
+    tidx = np.asarray(time_index, dtype=np.int64)
+    used_traj = sorted({int(t) for t in traj})
+    times = np.asarray(times, dtype=np.float64)
+    time_info, time_blob = _times_header(times)
+    header = {
+        "format": FORMAT,
+        "checkpoint_sha256": tok.checkpoint_sha256,
+        "var_mode": tok.var_mode,
+        "codebook_size": tok.vocab_size,
+        "scales": list(tok.scales),
+        "field_shape": [int(field_shape[0]), int(field_shape[1])],
+        "n_fields": int(n),
+        "normalization": {
+            "mean": float(tok.normalization.mean),
+            "std": float(tok.normalization.std),
+        },
+        "var": var,
+        "trajectories": [trajectory_names[t] for t in used_traj],
+        "times": time_info,
+        "codec": codec.descriptor(),
+    }
+    # trajectory ids are renumbered to the ones present, so names stay aligned
+    remap = {t: i for i, t in enumerate(used_traj)}
+    traj_local = np.array([remap[int(t)] for t in traj], dtype=np.int64)
+    sections: dict[str, bytes] = {}
+    for k, u in enumerate(tok.used):
+        sections[f"vocab/{k}"] = _pack_sorted(u)
+    for k, blob in enumerate(codec.tables()):
+        sections[f"table/{k}"] = blob
+    index = np.concatenate(
+        [_zigzag(np.diff(traj_local, prepend=0)), _zigzag(np.diff(tidx, prepend=0))]
+    )
+    sections["index"] = pack_ints(index)
+    if time_blob is not None:
+        sections["times"] = time_blob
+    sections["payload"] = payload
+    data = pack_vqz(header, sections)
+    sizes = {
+        "total": len(data),
+        "payload": len(payload),
+        "tables": sum(len(v) for k, v in sections.items() if k.startswith("table/")),
+        "vocab": sum(len(v) for k, v in sections.items() if k.startswith("vocab/")),
+        "index_and_times": len(sections["index"]) + len(sections.get("times", b"")),
+    }
+    sizes["header_and_framing"] = sizes["total"] - sum(len(v) for v in sections.values())
+    return data, codec, sizes
+
+
+def decode_token_file(data: bytes, path: str | os.PathLike | None = None) -> TokenFile:
+    """Parse and entropy-decode a ``.vqz``; every inconsistency is an InputError naming it."""
+    where = path if path is not None else "<vqz bytes>"
+    header, sections = unpack_vqz(data, path)
+    try:
+        if header.get("format") != FORMAT:
+            raise InputError(where, "header 'format'", repr(header.get("format")), repr(FORMAT))
+        scales = [int(s) for s in header["scales"]]
+        n = int(header["n_fields"])
+        desc = header["codec"]
+        if [int(s) for s in desc["scales"]] != scales:
+            raise InputError(where, "codec scales", str(desc["scales"]), str(scales))
+        n_sym = [int(v) for v in desc["n_symbols"]]
+        vocab = [_unpack_sorted(sections[f"vocab/{k}"], n_sym[k]) for k in range(len(scales))]
+        tables = [sections[f"table/{k}"] for k in range(len(scales))]
+        codec = EntropyCodec.from_parts(desc, tables)
+        index = unpack_ints(sections["index"], 2 * n)
+        traj = np.cumsum(_unzigzag(index[:n]))
+        tidx = np.cumsum(_unzigzag(index[n:]))
+        ti = header["times"]
+        if ti.get("raw"):
+            times = np.frombuffer(zlib.decompress(sections["times"]), "<f8").astype(np.float64)
+        else:
+            times = ti["t0"] + ti["dt"] * np.arange(n)
+        local = codec.decode(sections["payload"], n)
+        codes = [u[ids].astype(np.int32) for u, ids in zip(vocab, local, strict=True)]
+    except InputError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, zlib.error) as e:
+        raise InputError(
+            where, "vqz contents", f"inconsistent ({type(e).__name__}: {e})", "a valid .vqz"
+        ) from e
+    sizes = {
+        "total": len(data),
+        "payload": len(sections["payload"]),
+        "tables": sum(len(t) for t in tables),
+    }
+    return TokenFile(header, codes, vocab, traj, tidx, times, codec, sizes)
+
+
+# ------------------------------------------------------------------ dataset-level commands
+
+
+def _table_split(ds: Any, all_subset: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Positions (in ``all_subset``) of the training and validation snapshots."""
+    try:
+        splits = ds.split()
+    except InputError:
+        return np.arange(len(all_subset)), None
+    keys = {tuple(r) for r in np.asarray(all_subset.refs).tolist()}
+    del keys
+
+    def positions(sub):
+        lookup = {tuple(r): i for i, r in enumerate(np.asarray(all_subset.refs).tolist())}
+        return np.array([lookup[tuple(r)] for r in np.asarray(sub.refs).tolist()], dtype=np.int64)
+
+    tr = positions(splits.train)
+    va = positions(splits.val) if len(splits.val) else None
+    return (tr if tr.size else np.arange(len(all_subset))), va
+
+
+def compress(
+    checkpoint: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    var: str = "Omega",
+    h5_key: str | None = None,
+    var_mode: bool | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Tokenize every snapshot of ``data_dir``, entropy-code the tokens and write ``output``.
+
+    Returns a report: bytes/field, bits/value, ratios against float32 and float64 storage and
+    against the input files' size on disk, the reconstruction's relative L2, the byte breakdown.
+    """
+    from vqturb.data import open_dataset
+    from vqturb.tokenizer import VQVAETokenizer
+    from vqturb.utils.fileio import atomic_open
+
+    tok = VQVAETokenizer(checkpoint, var_mode=var_mode, batch_size=batch_size)
+    ds = open_dataset(data_dir, var=var, h5_key=h5_key)
+    subset = ds.all()
+    t0 = time.perf_counter()
+    scan = tok.scan(subset, recon_error=True, progress=progress)
+    t_tok = time.perf_counter() - t0
+    tok.fit_codes(scan.codes)
+    tr, va = _table_split(ds, subset)
+    t0 = time.perf_counter()
+    data, codec, sizes = encode_token_file(
+        tok,
+        scan.codes,
+        table_codes=[c[tr] for c in scan.codes],
+        heldout_codes=None if va is None else [c[va] for c in scan.codes],
+        trajectory_id=scan.trajectory_id,
+        time_index=scan.time_index,
+        times=subset.times(),
+        trajectory_names=[t.name for t in ds.trajectories],
+        field_shape=ds.shape,
+        var=var,
+    )
+    t_code = time.perf_counter() - t0
+    with atomic_open(output, "wb") as f:
+        f.write(data)
+    n = len(subset)
+    h, w = ds.shape
+    src_bytes = _source_bytes(ds)
+    report = {
+        "output": str(output),
+        "n_fields": n,
+        "field_shape": [h, w],
+        "file_bytes": len(data),
+        "bytes_per_field": len(data) / n,
+        "bits_per_value": 8 * len(data) / (n * h * w),
+        "ratio_vs_float32": 4 * n * h * w / len(data),
+        "ratio_vs_float64": 8 * n * h * w / len(data),
+        "ratio_vs_input_files": (src_bytes / len(data)) if src_bytes else None,
+        "input_bytes": src_bytes,
+        "rel_l2_mean": float(np.mean(scan.rel_l2)),
+        "rel_l2_max": float(np.max(scan.rel_l2)),
+        "contexts": [f"{m.context}" + (f"(a={m.alpha})" if m.alpha else "") for m in codec.models],
+        "sizes": sizes,
+        "tokenize_fields_per_s": n / t_tok,
+        "entropy_code_fields_per_s": n / t_code,
+    }
+    return report
+
+
+def _source_bytes(ds: Any) -> int | None:
+    files: set[Path] = set()
+    for tr in ds.trajectories:
+        files.update(tr.files)
+        if tr.h5_path is not None:
+            files.add(Path(tr.h5_path))
+    try:
+        return sum(p.stat().st_size for p in files) or None
+    except OSError:
+        return None
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", name).strip("._") or "traj"
+
+
+def decompress(
+    vqz: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict:
+    """Decode ``vqz`` with ``checkpoint`` into ``output/<trajectory>/<time index>.mat`` files
+    (``Omega`` float64 ``[H, W]`` and ``time``, the SPEC's format). Refuses a checkpoint whose
+    SHA-256 differs from the one the file was made with."""
+    import scipy.io
+
+    from vqturb.tokenizer import VQVAETokenizer
+    from vqturb.utils.fileio import atomic_path
+    from vqturb.utils.progress import Progress
+
+    header, _ = read_vqz(vqz)  # validates framing and CRC before any heavy work
+    tok = VQVAETokenizer(checkpoint, batch_size=batch_size)
+    if header.get("checkpoint_sha256") != tok.checkpoint_sha256:
+        raise InputError(
+            vqz,
+            "checkpoint_sha256",
+            f"the file was made with checkpoint {str(header.get('checkpoint_sha256'))[:16]}…",
+            f"the same checkpoint (given {tok.checkpoint_sha256[:16]}…, {checkpoint})",
+        )
+    t0 = time.perf_counter()
+    tf = decode_token_file(Path(vqz).read_bytes(), vqz)
+    t_dec = time.perf_counter() - t0
+    if bool(header["var_mode"]) != tok.var_mode:
+        raise InputError(vqz, "var_mode", str(header["var_mode"]), str(tok.var_mode))
+    tok.set_vocabulary(header["scales"], tf.vocab)
+    out = Path(output)
+    names = [_safe_name(s) for s in header["trajectories"]]
+    n = int(header["n_fields"])
+    var = header.get("var", "Omega")
+    written = 0
+    t0 = time.perf_counter()
+    with Progress(n, "decompress", "field", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            sl = slice(start, min(n, start + batch_size))
+            fields = tok.decode_codes([c[sl] for c in tf.codes])
+            for j, i in enumerate(range(sl.start, sl.stop)):
+                folder = out / names[int(tf.trajectory_id[i])]
+                folder.mkdir(parents=True, exist_ok=True)
+                with atomic_path(folder / f"{int(tf.time_index[i])}.mat") as tmp:
+                    scipy.io.savemat(
+                        tmp,
+                        {var: fields[j].astype(np.float64), "time": float(tf.times[i])},
+                        do_compression=False,
+                    )
+                written += 1
+            bar.update(sl.stop - sl.start)
+    t_write = time.perf_counter() - t0
+    h, w = header["field_shape"]
+    return {
+        "output": str(out),
+        "n_fields": n,
+        "files_written": written,
+        "file_bytes": tf.sizes["total"],
+        "bits_per_value": 8 * tf.sizes["total"] / (n * h * w),
+        "entropy_decode_fields_per_s": n / max(t_dec, 1e-9),
+        "decode_and_write_fields_per_s": n / max(t_write, 1e-9),
+    }
+
+
+def raw_bits_per_field(scales: list[int] | tuple[int, ...], codebook_size: int) -> int:
+    """Bits of the uncoded indices: Σ_k s_k² · ⌈log2 V⌉."""
+    return sum(int(s) ** 2 for s in scales) * max(1, math.ceil(math.log2(codebook_size)))
