@@ -151,3 +151,25 @@ def test_bad_time_variable(tmp_path):
     scipy.io.savemat(p, {"Omega": np.ones((2, 2)), "time": np.ones(3)})
     with pytest.raises(InputError, match="one real number"):
         read_time(p)
+
+
+def test_v5_fast_path_agrees_with_scipy_and_defers_when_unsure(tmp_path, rng):
+    from vqturb.data.readers import _read_mat_scipy, _read_v5_fast
+
+    a = rng.standard_normal((6, 9))
+    p = tmp_path / "f.mat"
+    scipy.io.savemat(p, {"x": np.ones((2, 2)), "Omega": a, "time": 2.0, "abc": np.ones(1)})
+    fast = _read_v5_fast(p, "Omega")
+    assert fast is not None and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, _read_mat_scipy(p, "Omega"))
+    np.testing.assert_array_equal(fast, a)
+    assert _read_v5_fast(p, "abc") is not None  # 4-char name: packed "small data element"
+    assert read_time(p) == 2.0
+    # compressed, integer-stored, complex and missing variables: scipy decides
+    scipy.io.savemat(p, {"Omega": a}, do_compression=True)
+    assert _read_v5_fast(p, "Omega") is None
+    scipy.io.savemat(p, {"Omega": np.ones((3, 3), dtype=np.int16)})
+    assert _read_v5_fast(p, "Omega") is None
+    scipy.io.savemat(p, {"Omega": a + 1j})
+    assert _read_v5_fast(p, "Omega") is None
+    assert _read_v5_fast(p, "missing") is None
