@@ -13,7 +13,8 @@ Measurements (each on a fresh :class:`vqturb.data.Dataset`, so vqturb's own cach
   do not; on a real cold disk add the device's read time (256x256 float64 = 0.5 MiB per file).
 - ``cached``: second pass, every snapshot from the LRU cache.
 - ``loader_cold`` / ``loader_cached``: the same through ``BatchLoader.iterate`` (grain prefetch,
-  2 threads), batches of ``--batch``, i.e. what a training loop sees.
+  2 threads), batches of ``--batch``, i.e. what a training loop sees;
+  ``loader_cold_no_prefetch``: the same with ``prefetch=0`` (reads on the consumer's thread).
 
 Formats: MAT v5 (what ``vqturb generate`` writes, uncompressed), v5 zlib-compressed, v7.3, and
 one HDF5 file in The Well's layout.
@@ -89,8 +90,8 @@ def timed_pass(ds, n: int) -> float:
     return time.perf_counter() - t0
 
 
-def timed_loader(ds, n: int, batch: int) -> float:
-    loader = BatchLoader(ds.all(), batch, seed=0, prefetch=2)
+def timed_loader(ds, n: int, batch: int, prefetch: int = 2) -> float:
+    loader = BatchLoader(ds.all(), batch, seed=0, prefetch=prefetch)
     steps = n // batch
     t0 = time.perf_counter()
     for _ in loader.iterate(num_steps=steps):
@@ -114,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--dir", default=None, help="where to write the files [a temp folder]")
     args = ap.parse_args(argv)
+
+    # start grain's thread pool once so the first measurement does not pay for it
+    import grain
+
+    warm = grain.MapDataset.range(0, 4).map(lambda i: i)
+    list(warm.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)))
 
     rng = np.random.default_rng(0)
     n, r = args.n, args.resolution
@@ -140,11 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             with open_dataset(path, cache_bytes=cache) as ds:
                 loader_cold = timed_loader(ds, n, args.batch)
                 loader_cached = timed_loader(ds, n, args.batch)
+            with open_dataset(path, cache_bytes=cache) as ds:
+                loader_cold_p0 = timed_loader(ds, n, args.batch, prefetch=0)
             for mode, sec in (
                 ("cold", cold),
                 ("cached", cached),
                 ("loader_cold", loader_cold),
                 ("loader_cached", loader_cached),
+                ("loader_cold_no_prefetch", loader_cold_p0),
             ):
                 emit(
                     {

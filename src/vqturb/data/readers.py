@@ -87,11 +87,18 @@ def mat_version(path: str | os.PathLike) -> str:
         return "7.3"
     try:
         with open(path, "rb") as f:
+            head = f.read(6)
+            f.seek(0)
             major, _minor = matfile_version(f)
     except Exception as e:  # scipy raises MatReadError, ValueError, IndexError, ...
-        raise InputError(
-            path, None, f"not a readable MAT-file ({_short(e)})", "MATLAB MAT-file v4, v5 or v7.3"
-        ) from e
+        # v4 files have no text header (scipy recognises them without error): a failure on a file
+        # that starts "MATLAB" is a broken MAT-file, anything else is not a MAT-file at all
+        found = (
+            f"a MAT header but unreadable ({_short(e)}); truncated?"
+            if head == b"MATLAB"
+            else f"not a MAT-file (no MATLAB header; starts with {head!r})"
+        )
+        raise InputError(path, None, found, "MATLAB MAT-file v4, v5 or v7.3") from e
     if major == 0:
         return "4"
     if major == 1:
