@@ -1,0 +1,185 @@
+"""NextScalePredictor: configuration, block-causality through gradients, the two training forms and
+the cached sampler agreeing with each other."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from vqturb.models.nsp import (
+    NextScalePredictor,
+    NSPConfig,
+    all_scales_layout,
+    build_nsp,
+    count_parameters,
+    layout_mask,
+    spec_mask,
+    trainable_spec,
+)
+from vqturb.models.nsp_sampling import filter_logits, generate, rollout, scale_logits
+
+# scales 1, 2, 4 with a deterministic first scale (vocabulary of one), like the SPEC's coarse scales
+CFG = NSPConfig(
+    scales=(1, 2, 4),
+    scale_offsets=(0, 1, 4),
+    scale_vocab_sizes=(1, 3, 5),
+    codebook_dim=8,
+    n_layer=2,
+    n_head=2,
+    n_embd=16,
+)
+
+
+def random_tokens(cfg, rng, b):
+    return np.concatenate(
+        [
+            o + rng.integers(0, v, (b, s * s))
+            for s, o, v in zip(cfg.scales, cfg.scale_offsets, cfg.scale_vocab_sizes, strict=True)
+        ],
+        axis=1,
+    ).astype(np.int32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    codebook = jr.normal(jr.key(1), (CFG.vocab_size, CFG.codebook_dim))
+    return NextScalePredictor(CFG, codebook, key=jr.key(0))
+
+
+def test_config_roundtrip_and_from_tokens():
+    d = CFG.to_dict()
+    assert NSPConfig.from_dict(d) == CFG
+    import json
+
+    assert NSPConfig.from_dict(json.loads(json.dumps(d))) == CFG
+    fields = {
+        "scales": np.array([1, 2, 4]),
+        "scale_offsets": np.array([0, 1, 4]),
+        "scale_vocab_sizes": np.array([1, 3, 5]),
+        "codebook": np.zeros((9, 8), np.float32),
+    }
+    cfg = NSPConfig.from_tokens(fields, preset="cpu", n_layer=3)
+    assert cfg.n_layer == 3 and cfg.n_embd == 64
+    assert cfg.tokens_per_frame == 21 and cfg.trainable_scales == (1, 2)
+    assert NSPConfig.from_tokens(fields, preset="spec").n_embd == 256
+    with pytest.raises(ValueError):
+        NSPConfig.from_dict({**d, "n_head": 3})
+
+
+def test_spec_default_size_and_frozen_codebook():
+    # SPEC default trunk on the SPEC's 5 scales: "about 6M parameters"
+    cfg = NSPConfig(
+        scales=(1, 2, 4, 8, 16),
+        scale_offsets=(0, 1, 2, 3, 4),
+        scale_vocab_sizes=(1, 1, 1, 1, 512),
+        codebook_dim=64,
+    )
+    m = eqx.filter_eval_shape(build_nsp, cfg, key=jr.key(0))
+    assert 4e6 < count_parameters(m) < 8e6
+    assert len(m.heads) == 1
+    spec = trainable_spec(m)
+    assert spec.codebook is False and spec.in_proj.weight is True
+
+
+def test_masks_are_block_causal():
+    m = spec_mask(CFG)
+    t = CFG.tokens_per_frame
+    assert m[:t, :t].all() and not m[:t, t:].any()  # t0 bidirectional, never sees t1
+    assert m[t:, :t].all()  # all of t1 sees all of t0
+    # t1 scale 1 (positions 1..4 of the frame) sees t1 scales 0, 1, not 2
+    assert m[t + 1, t + 0] and m[t + 1, t + 4] and not m[t + 1, t + 5]
+    streams, scales, _ = all_scales_layout(CFG)
+    lm = layout_mask(streams, scales)
+    assert lm.diagonal().all()  # every position sees itself: no empty softmax row
+    q = streams == 2
+    c = streams == 1
+    # a query of scale k never sees content of scale >= k
+    assert not (lm & q[:, None] & c[None, :] & (scales[None, :] >= scales[:, None])).any()
+
+
+def _grad_blocks(fn, v0, v1, k):
+    """Gradients of a random linear functional of scale k's logits w.r.t. the t0 and t1 vectors."""
+    w = jr.normal(jr.key(7), (CFG.scale_lengths[k], CFG.scale_vocab_sizes[k]))
+    i = CFG.trainable_scales.index(k)
+
+    def loss(v0, v1):
+        return jnp.sum(fn(v0, v1)[i] * w)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(v0, v1)
+
+
+@pytest.mark.parametrize("mode", ["spec", "all"])
+def test_loss_at_scale_k_has_zero_gradient_wrt_t1_scales_ge_k(model, rng, mode):
+    t0, t1 = random_tokens(CFG, rng, 2)
+    v0, v1 = model.embed_tokens(jnp.asarray(t0)), model.embed_tokens(jnp.asarray(t1))
+    for k in CFG.trainable_scales:
+        if mode == "spec":
+            fn = lambda a, b, k=k: model.logits_spec(a, b, k)  # noqa: E731
+        else:
+            fn = model.logits_all
+        g0, g1 = _grad_blocks(fn, v0, v1, k)
+        assert np.abs(np.asarray(g0)).min(axis=-1).max() > 0
+        # every t0 token influences every scale of t1
+        assert (np.abs(np.asarray(g0)).sum(-1) > 0).all()
+        g1 = np.asarray(g1)
+        for j in range(CFG.n_scales):
+            o, n = CFG.token_offsets[j], CFG.scale_lengths[j]
+            block = g1[o : o + n]
+            if j >= k:
+                assert (block == 0).all(), (mode, k, j)  # exactly zero: no leak
+            else:
+                assert (np.abs(block).sum(-1) > 0).all(), (mode, k, j)
+
+
+def test_spec_all_scales_cached_and_uncached_logits_agree(model, rng):
+    t0, t1 = random_tokens(CFG, rng, 3), random_tokens(CFG, rng, 3)
+    v0, v1 = model.embed_tokens(jnp.asarray(t0)), model.embed_tokens(jnp.asarray(t1))
+    all_logits = jax.vmap(model.logits_all)(v0, v1)
+    cached = scale_logits(model, t0, t1, use_cache=True)
+    uncached = scale_logits(model, t0, t1, use_cache=False)
+    for i, k in enumerate(CFG.trainable_scales):
+        spec = jax.vmap(lambda a, b, k=k: model.logits_spec(a, b, k))(v0, v1)[i]
+        assert spec.shape == (3, CFG.scale_lengths[k], CFG.scale_vocab_sizes[k])
+        np.testing.assert_allclose(all_logits[i], spec, atol=1e-5)
+        np.testing.assert_allclose(cached[i], spec, atol=1e-5)
+        np.testing.assert_allclose(uncached[i], spec, atol=1e-5)
+
+
+def test_generate_ranges_greedy_consistency_and_rollout(model, rng):
+    # batch of 3 everywhere: the compiled programs are shared between tests
+    t0 = random_tokens(CFG, rng, 3)
+    g = np.asarray(generate(model, t0, key=jr.key(3), top_k=2))
+    assert g.shape == t0.shape and g.dtype == np.int32
+    for j in range(CFG.n_scales):
+        o, n = CFG.token_offsets[j], CFG.scale_lengths[j]
+        lo, hi = CFG.scale_offsets[j], CFG.scale_offsets[j] + CFG.scale_vocab_sizes[j]
+        assert ((g[:, o : o + n] >= lo) & (g[:, o : o + n] < hi)).all()
+    assert (g[:, 0] == 0).all()  # deterministic scale filled with its only token
+    # greedy: each scale is the argmax of its logits given the greedy coarser scales
+    gg = np.asarray(generate(model, t0, key=jr.key(0), temperature=0.0))
+    logits = scale_logits(model, t0, gg)
+    for i, k in enumerate(CFG.trainable_scales):
+        o, n = CFG.token_offsets[k], CFG.scale_lengths[k]
+        np.testing.assert_array_equal(
+            np.argmax(logits[i], -1) + CFG.scale_offsets[k], gg[:, o : o + n]
+        )
+    # a greedy rollout chains generate: t1 from t0, t2 from t1
+    r = np.asarray(rollout(model, t0, 2, key=jr.key(5), temperature=0.0))
+    assert r.shape == (3, 2, CFG.tokens_per_frame)
+    np.testing.assert_array_equal(r[:, 0], gg)
+    gg2 = np.asarray(generate(model, gg, key=jr.key(0), temperature=0.0))
+    np.testing.assert_array_equal(r[:, 1], gg2)
+
+
+def test_filter_logits_top_k_top_p():
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+    k2 = np.asarray(filter_logits(logits, top_k=2))
+    assert np.isfinite(k2).sum() == 2 and np.isfinite(k2[0, :2]).all()
+    p = np.asarray(filter_logits(logits, top_p=0.7))
+    assert np.isfinite(p[0]).tolist() == [True, True, False, False]
+    p = np.asarray(filter_logits(logits, top_p=0.1))
+    assert np.isfinite(p[0]).tolist() == [True, False, False, False]
+    t = np.asarray(filter_logits(logits, temperature=2.0))
+    np.testing.assert_allclose(t, np.asarray(logits) / 2)
