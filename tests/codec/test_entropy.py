@@ -64,6 +64,15 @@ def test_round_trip_is_exact(seed, n, held):
     assert all(np.array_equal(a, b) for a, b in zip(data, out, strict=True))
 
 
+def test_one_symbol_alphabets_cost_nothing(rng):
+    ns = (1, 1, 5)
+    data = [rng.integers(0, v, (7, s, s)) for v, s in zip(ns, (1, 2, 4), strict=True)]
+    codec = EntropyCodec.fit(data, ns)
+    out = codec.decode(codec.encode(data), 7)
+    assert all(np.array_equal(a, b) for a, b in zip(data, out, strict=True))
+    assert codec.code_bits(data)[:2] == [0.0, 0.0]
+
+
 def test_serialised_codec_decodes_identically(rng):
     train, ns = _correlated_tokens(rng, 200)
     codec = EntropyCodec.fit(train, ns)

@@ -301,6 +301,8 @@ class EntropyCodec:
         _check_tokens(tokens, self.scales, self.n_symbols)
         enc = constriction.stream.queue.RangeEncoder()
         for k, model in enumerate(self.models):
+            if self.n_symbols[k] == 1:
+                continue  # a one-symbol alphabet carries no information: zero bits
             cat = _model_cache(model, self.precision)
             ctx, sym = _contexts_and_symbols(tokens, k, model.context)
             for c, idx in _groups(ctx):
@@ -317,6 +319,9 @@ class EntropyCodec:
         dec = constriction.stream.queue.RangeDecoder(words)
         out: list[np.ndarray] = []
         for k, (s, model) in enumerate(zip(self.scales, self.models, strict=True)):
+            if self.n_symbols[k] == 1:
+                out.append(np.zeros((n_fields, s, s), dtype=np.int32))
+                continue
             cat = _model_cache(model, self.precision)
             if model.context == "none":
                 ctx = np.zeros(n_fields * s * s, dtype=np.int64)
