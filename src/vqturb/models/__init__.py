@@ -1,1 +1,39 @@
 """Equinox modules: conv trunk, quantizers, VQVAE2d, VARVQVAE2d, the NSP transformer. No I/O."""
+
+from vqturb.models.autoencoder import Decoder2d, Encoder2d
+from vqturb.models.config import PRESETS, VQVAEConfig
+from vqturb.models.layers import AttentionBlock2d, Conv2d, GroupNorm, ResBlock2d
+from vqturb.models.quantizer import MultiScaleQuantizer2d, Quantizer2d
+from vqturb.models.vqvae import (
+    QuantOutput,
+    VARVQVAE2d,
+    VQVAE2d,
+    build_model,
+    ema_update,
+    kmeans_init,
+    model_from_config_dict,
+    trainable_spec,
+)
+
+# NSP exports (models/nsp.py, owned by the NSP helper) are added below by its owner.
+
+__all__ = [
+    "PRESETS",
+    "AttentionBlock2d",
+    "Conv2d",
+    "Decoder2d",
+    "Encoder2d",
+    "GroupNorm",
+    "MultiScaleQuantizer2d",
+    "QuantOutput",
+    "Quantizer2d",
+    "ResBlock2d",
+    "VARVQVAE2d",
+    "VQVAE2d",
+    "VQVAEConfig",
+    "build_model",
+    "ema_update",
+    "kmeans_init",
+    "model_from_config_dict",
+    "trainable_spec",
+]

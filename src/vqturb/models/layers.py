@@ -1,0 +1,237 @@
+"""Conv-trunk building blocks in NHWC: ``Conv2d``, ``GroupNorm``, ``ResBlock2d``, ``AttentionBlock2d``.
+
+Layout choice (``benchmarks/bench_conv_layout.py``, 2-core CPU, encoder-decoder trunk base 32,
+channel_mult (1,2,2), 64², batch 8, forward+backward+Adam, median of 10 steps; 08:50 UTC run, box
+shared with other jobs so figures are noisy):
+
+    vmapped eqx.nn.Conv2d (NCHW, per sample)        see ``CONV_LAYOUT_FIGURES`` below
+    batched lax.conv_general_dilated (NHWC, HWIO)   (the layout used here)
+
+The whole trunk works on ``[batch, height, width, channels]`` batches: one convolution call per
+layer for the whole batch instead of ``vmap`` over per-sample NCHW calls, which XLA:CPU lowers to
+the faster oneDNN/Eigen NHWC kernels (DESIGN.md, "Speed").
+
+Boundaries: the vorticity fields are periodic on [0, 2π)², so ``padding_mode="circular"`` (wrap
+padding) is the physically right default; ``"zeros"`` is the usual image choice.
+
+Every module follows the input dtype (weights are cast to ``x.dtype``), so feeding bfloat16 inputs
+runs the trunk in bfloat16 with float32 master weights; normalisation statistics are computed in
+float32.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, PRNGKeyArray
+
+PADDING_MODES = ("zeros", "circular")
+
+# Measured figures (img/s, median) recorded by benchmarks/bench_conv_layout.py; see module docstring.
+CONV_LAYOUT_FIGURES = {}
+
+
+def _uniform(key: PRNGKeyArray, shape: tuple[int, ...], lim: float) -> Array:
+    return jr.uniform(key, shape, minval=-lim, maxval=lim)
+
+
+class Conv2d(eqx.Module):
+    """2D convolution on NHWC batches, weights HWIO (one XLA convolution for the whole batch).
+
+    Initialisation matches ``eqx.nn.Conv2d`` (and PyTorch): weight and bias uniform in
+    ``±1/sqrt(fan_in)`` with ``fan_in = in_channels * kernel_size²``.
+
+    Padding keeps ``ceil(size / stride)`` outputs for odd kernels: ``kernel_size // 2`` cells on
+    each side, zeros or periodic wrap-around (``padding_mode``).
+    """
+
+    weight: Float[Array, "kh kw cin cout"]
+    bias: Float[Array, " cout"] | None
+    in_channels: int = eqx.field(static=True)
+    out_channels: int = eqx.field(static=True)
+    kernel_size: int = eqx.field(static=True)
+    stride: int = eqx.field(static=True)
+    padding_mode: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        padding_mode: str = "circular",
+        use_bias: bool = True,
+        key: PRNGKeyArray,
+    ):
+        wkey, bkey = jr.split(key)
+        lim = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.weight = _uniform(wkey, (kernel_size, kernel_size, in_channels, out_channels), lim)
+        self.bias = _uniform(bkey, (out_channels,), lim) if use_bias else None
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding_mode = padding_mode
+
+    def __check_init__(self):
+        if self.padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode {self.padding_mode!r} not in {PADDING_MODES}")
+        if self.kernel_size % 2 != 1:
+            raise ValueError("Conv2d uses odd kernels (symmetric padding)")
+
+    def __call__(self, x: Float[Array, "b h w cin"]) -> Float[Array, "b ho wo cout"]:
+        p, s = self.kernel_size // 2, self.stride
+        w = self.weight.astype(x.dtype)
+        conv = functools.partial(
+            jax.lax.conv_general_dilated,
+            window_strides=(s, s),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        if p and self.padding_mode == "circular":
+            # Wrap-pad, then convolve. XLA:CPU runs a convolution with no padding ("VALID") on a
+            # slow path (5x slower forward, 2x backward, measured 64², 32 channels), so instead
+            # pad `s` more zero cells in front and drop the first output row/column: output j is
+            # then centred on input j*s exactly as in a SAME conv on the periodic field.
+            x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="wrap")
+            y = conv(x, w, padding=((s, 0), (s, 0)))[:, 1:, 1:]
+        else:
+            y = conv(x, w, padding=((p, p), (p, p)))
+        if self.bias is not None:
+            y = y + self.bias.astype(x.dtype)
+        return y
+
+
+def _num_groups(channels: int, max_groups: int) -> int:
+    """Largest divisor of ``channels`` not above ``max_groups`` (so any width works)."""
+    for g in range(min(max_groups, channels), 0, -1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+class GroupNorm(eqx.Module):
+    """Group normalisation (Wu & He 2018) over (height, width, channels-in-group) of NHWC batches.
+
+    ``groups`` is the largest divisor of ``channels`` not above ``max_groups``. Statistics in
+    float32 whatever the input dtype.
+    """
+
+    weight: Float[Array, " c"]
+    bias: Float[Array, " c"]
+    groups: int = eqx.field(static=True)
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, channels: int, max_groups: int = 32, eps: float = 1e-6):
+        self.weight = jnp.ones((channels,))
+        self.bias = jnp.zeros((channels,))
+        self.groups = _num_groups(channels, max_groups)
+        self.eps = eps
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
+        b, h, w, c = x.shape
+        xg = x.astype(jnp.float32).reshape(b, h, w, self.groups, c // self.groups)
+        mean = jnp.mean(xg, axis=(1, 2, 4), keepdims=True)
+        var = jnp.mean(jnp.square(xg - mean), axis=(1, 2, 4), keepdims=True)
+        y = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(b, h, w, c)
+        return (y * self.weight + self.bias).astype(x.dtype)
+
+
+class Identity(eqx.Module):
+    """Stands in for a switched-off norm so module structure stays fixed."""
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
+        return x
+
+
+def make_norm(channels: int, group_norm: bool, max_groups: int) -> GroupNorm | Identity:
+    return GroupNorm(channels, max_groups) if group_norm else Identity()
+
+
+class ResBlock2d(eqx.Module):
+    """Pre-activation residual block: ``x + conv(silu(norm(conv(silu(norm(x))))))``.
+
+    As in the VQGAN/VAR trunks (Esser et al. 2021; Tian et al. 2024); a 1×1 conv on the skip path
+    when the width changes.
+    """
+
+    norm1: GroupNorm | Identity
+    conv1: Conv2d
+    norm2: GroupNorm | Identity
+    conv2: Conv2d
+    skip: Conv2d | None
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        group_norm: bool = True,
+        norm_groups: int = 32,
+        padding_mode: str = "circular",
+        key: PRNGKeyArray,
+    ):
+        k1, k2, k3 = jr.split(key, 3)
+        self.norm1 = make_norm(in_channels, group_norm, norm_groups)
+        self.conv1 = Conv2d(in_channels, out_channels, 3, padding_mode=padding_mode, key=k1)
+        self.norm2 = make_norm(out_channels, group_norm, norm_groups)
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding_mode=padding_mode, key=k2)
+        self.skip = (
+            Conv2d(in_channels, out_channels, 1, key=k3) if in_channels != out_channels else None
+        )
+
+    def __call__(self, x: Float[Array, "b h w cin"]) -> Float[Array, "b h w cout"]:
+        h = self.conv1(jax.nn.silu(self.norm1(x)))
+        h = self.conv2(jax.nn.silu(self.norm2(h)))
+        s = x if self.skip is None else self.skip(x)
+        return s + h
+
+
+class AttentionBlock2d(eqx.Module):
+    """Multi-head self-attention over all ``h*w`` positions, pre-norm, residual (VQGAN's AttnBlock).
+
+    Used only at the bottleneck (16×16 = 256 positions for the SPEC default), where a global
+    receptive field is cheap.
+    """
+
+    norm: GroupNorm | Identity
+    qkv: Conv2d
+    proj: Conv2d
+    num_heads: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        channels: int,
+        num_heads: int = 1,
+        *,
+        group_norm: bool = True,
+        norm_groups: int = 32,
+        key: PRNGKeyArray,
+    ):
+        if channels % num_heads:
+            raise ValueError(f"{channels} channels not divisible by {num_heads} heads")
+        k1, k2 = jr.split(key)
+        self.norm = make_norm(channels, group_norm, norm_groups)
+        self.qkv = Conv2d(channels, 3 * channels, 1, key=k1)
+        self.proj = Conv2d(channels, channels, 1, key=k2)
+        self.num_heads = num_heads
+
+    def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
+        b, h, w, c = x.shape
+        nh, dh = self.num_heads, c // self.num_heads
+        q, k, v = jnp.split(self.qkv(self.norm(x)).reshape(b, h * w, 3, nh, dh), 3, axis=2)
+        q, k, v = (t[:, :, 0] for t in (q, k, v))  # [b, n, heads, dh]
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / math.sqrt(dh)
+        att = jax.nn.softmax(logits, axis=-1).astype(x.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", att, v).reshape(b, h, w, c)
+        return x + self.proj(out)
+
+
+def upsample_nearest2x(x: Float[Array, "b h w c"]) -> Float[Array, "b h2 w2 c"]:
+    """Nearest-neighbour ×2 upsampling (each cell copied to a 2×2 block)."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
