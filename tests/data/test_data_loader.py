@@ -111,3 +111,12 @@ def test_read_errors_reach_the_consumer_through_prefetch(tmp_path, rng):
     with pytest.raises(InputError, match="1 NaN") as e:
         next(loader.iterate())
     assert "5.mat" in str(e.value)
+
+
+def test_numpy_integers_are_accepted_as_indices(ds):
+    sub = ds.all()
+    traj, t = sub.refs[5]  # NumPy int64s, as callers naturally get them
+    np.testing.assert_array_equal(ds.get(traj, t), sub.get(np.int64(5)))
+    loader = BatchLoader(sub, 4, prefetch=0)
+    np.testing.assert_array_equal(loader.batch_at(np.int64(3)), loader.batch_at(3))
+    assert len(type(sub)(ds, [(0, 1), (1, 2)], name="x")) == 2

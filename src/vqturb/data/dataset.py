@@ -33,8 +33,11 @@ from vqturb.data import readers
 from vqturb.errors import InputError
 
 DEFAULT_CACHE_BYTES: int = 512 * 2**20  # 2048 float32 snapshots at 256x256
+H5_CHUNK_CACHE_BYTES: int = 32 * 2**20  # per open HDF5 file
 
 T = TypeVar("T")
+# Indices may come from NumPy arrays (subset.refs[i]); accept NumPy integers as well as int.
+Index = int | np.integer
 
 
 def natural_key(name: str) -> list[Any]:
@@ -156,7 +159,7 @@ class Dataset:
         tr = self.trajectories[0]
         return str(tr.files[0] if tr.files else tr.h5_path)
 
-    def location(self, traj: int, t: int) -> str:
+    def location(self, traj: Index, t: Index) -> str:
         """Human-readable address of one snapshot: its file (and HDF5 slice)."""
         tr = self.trajectories[traj]
         if tr.files:
@@ -164,7 +167,7 @@ class Dataset:
         layout = self._h5_layouts[tr.h5_path]
         return f"{tr.h5_path}[{layout.key}][{tr.h5_index}, {t}]"
 
-    def _check_ref(self, traj: int, t: int) -> None:
+    def _check_ref(self, traj: Index, t: Index) -> None:
         if not 0 <= traj < len(self.trajectories):
             raise IndexError(f"trajectory {traj} out of range [0, {len(self.trajectories)})")
         if not 0 <= t < self.trajectories[traj].n_steps:
@@ -180,13 +183,15 @@ class Dataset:
             f = self._h5_files.get(path)
             if f is None:
                 try:
-                    f = h5py.File(path, "r")
+                    # a 32 MiB chunk cache (h5py's default is 1 MiB): files chunked over several
+                    # time steps would otherwise decompress the same chunk once per snapshot
+                    f = h5py.File(path, "r", rdcc_nbytes=H5_CHUNK_CACHE_BYTES)
                 except OSError as e:
                     raise InputError(path, None, f"could not open ({e})", "an HDF5 file") from e
                 self._h5_files[path] = f
             return f
 
-    def read(self, traj: int, t: int) -> np.ndarray:
+    def read(self, traj: Index, t: Index) -> np.ndarray:
         """Read and validate one snapshot from disk, bypassing the cache.
 
         Returns:
@@ -218,7 +223,7 @@ class Dataset:
             )
         return a
 
-    def get(self, traj: int, t: int) -> np.ndarray:
+    def get(self, traj: Index, t: Index) -> np.ndarray:
         """One snapshot as float32 ``(H, W)``, through the bounded cache.
 
         The returned array is read-only (it may be shared with the cache); copy before writing.
@@ -235,12 +240,13 @@ class Dataset:
         self._cache.put(key, a)
         return a
 
-    def times(self, traj: int) -> np.ndarray:
+    def times(self, traj: Index) -> np.ndarray:
         """Physical times of trajectory ``traj``, float64 ``[n_steps]``.
 
         For .mat data: the ``time`` variable of each file (read on first call, then remembered);
         for HDF5: ``dimensions/time``. Where there is no time, the snapshot indices 0, 1, ...
         """
+        traj = int(traj)
         if traj not in self._times:
             tr = self.trajectories[traj]
             times: np.ndarray | None = None
@@ -342,7 +348,7 @@ class Dataset:
             )
         )
 
-    def check_divisible(self, factor: int) -> None:
+    def check_divisible(self, factor: Index) -> None:
         """Raise InputError (naming a file) when H or W is not a multiple of ``factor``.
 
         ``factor`` is the model's total downsampling (16 for channel_mult 1,2,4,4).
@@ -396,8 +402,10 @@ class Subset:
     ``time_indices[i]`` say which snapshot it is.
     """
 
-    def __init__(self, dataset: Dataset, refs: np.ndarray, name: str = "subset"):
-        refs = np.asarray(refs, dtype=np.int64).reshape(-1, 2)
+    def __init__(
+        self, dataset: Dataset, refs: np.ndarray | Sequence[Sequence[int]], name: str = "subset"
+    ):
+        refs = np.array(refs, dtype=np.int64).reshape(-1, 2)  # a copy: we freeze it below
         refs.flags.writeable = False
         self.dataset = dataset
         self.refs = refs
@@ -430,7 +438,7 @@ class Subset:
         """The trajectories this subset draws from, sorted."""
         return [int(i) for i in np.unique(self.refs[:, 0])]
 
-    def get(self, i: int) -> np.ndarray:
+    def get(self, i: Index) -> np.ndarray:
         """Entry ``i`` as float32 ``(H, W)`` (read-only; cached)."""
         traj, t = self.refs[i]
         return self.dataset.get(int(traj), int(t))
@@ -450,7 +458,7 @@ class Subset:
             out[sel] = self.dataset.times(traj)[self.refs[sel, 1]]
         return out
 
-    def pairs(self, dt: int = 1) -> np.ndarray:
+    def pairs(self, dt: Index = 1) -> np.ndarray:
         """``[P, 2]`` int64 positions ``(i, j)`` in this subset with the same trajectory and
         ``time_indices[j] == time_indices[i] + dt``.
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from vqturb.data.dataset import Normalization, Subset
+from vqturb.data.dataset import Index, Normalization, Subset
 from vqturb.errors import InputError
 
 # Stop index for an "infinite" iteration; grain's MapDataset.range needs an end.
@@ -67,10 +67,10 @@ class _Schedule:
         self._perm_cache = (epoch, perm)
         return perm
 
-    def indices_at(self, step: int) -> np.ndarray:
+    def indices_at(self, step: Index) -> np.ndarray:
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        epoch, k = divmod(step, self.steps_per_epoch)
+        epoch, k = divmod(int(step), self.steps_per_epoch)
         return self.permutation(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
 
 
@@ -126,11 +126,11 @@ class BatchLoader:
     def steps_per_epoch(self) -> int:
         return self._schedule.steps_per_epoch
 
-    def indices_at(self, step: int) -> np.ndarray:
+    def indices_at(self, step: Index) -> np.ndarray:
         """Positions in the subset that make up the batch at ``step`` (int64 ``[B]``)."""
         return self._schedule.indices_at(step)
 
-    def batch_at(self, step: int) -> np.ndarray:
+    def batch_at(self, step: Index) -> np.ndarray:
         """The batch at global step ``step``: float32 ``[B, H, W]`` (normalised if configured)."""
         x = self.subset.get_batch(self.indices_at(step))
         if self.normalization is not None:
@@ -186,11 +186,11 @@ class PairLoader:
     def steps_per_epoch(self) -> int:
         return self._schedule.steps_per_epoch
 
-    def indices_at(self, step: int) -> np.ndarray:
+    def indices_at(self, step: Index) -> np.ndarray:
         """Rows of ``self.pairs`` in the batch at ``step`` (int64 ``[B]``)."""
         return self._schedule.indices_at(step)
 
-    def batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch_at(self, step: Index) -> tuple[np.ndarray, np.ndarray]:
         """``(x_t, x_{t+dt})`` at global step ``step``, each float32 ``[B, H, W]``."""
         rows = self.pairs[self.indices_at(step)]
         x0 = self.subset.get_batch(rows[:, 0])
