@@ -44,8 +44,18 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 
 def symmetric_limit(*fields: ArrayLike | None) -> float:
     """Largest |value| over the fields: the shared colour limit ``(-v, v)``."""
-    v = max((float(np.max(np.abs(f))) for f in fields if f is not None and np.size(f)), default=1.0)
+    v = max(
+        (float(np.nanmax(np.abs(f))) for f in fields if f is not None and np.any(np.isfinite(f))),
+        default=1.0,
+    )
     return v if v > 0 else 1.0
+
+
+def _cmap():
+    from matplotlib import colormaps
+
+    # NaN (no data, e.g. no ground truth beyond the end of a trajectory) shows as light grey
+    return colormaps[CMAP].with_extremes(bad="0.85")
 
 
 def _label(name: str) -> str:
@@ -154,8 +164,8 @@ def plot_codebook_usage(
 
 
 def plot_spectra(
-    k: ArrayLike,
-    curves: Mapping[str, ArrayLike],
+    k: ArrayLike | Sequence[int],
+    curves: Mapping[str, ArrayLike | Sequence[float]],
     path: str | os.PathLike,
     *,
     title: str | None = None,
@@ -308,7 +318,7 @@ def plot_comparison_grid(
     for i, (name, v) in enumerate(rows.items()):
         for j, t in enumerate(times):
             ax = axes[i, j]
-            im = ax.imshow(v[j], cmap=CMAP, vmin=-vlim, vmax=vlim, origin="lower")
+            im = ax.imshow(v[j], cmap=_cmap(), vmin=-vlim, vmax=vlim, origin="lower")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:

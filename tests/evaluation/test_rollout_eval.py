@@ -1,0 +1,236 @@
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from vqturb.errors import InputError
+from vqturb.evaluation import rollout_eval as RE
+
+SCALES = (1, 2, 4)
+OFFSETS = (0, 1, 5)
+VOCABS = (1, 4, 8)
+T = 21
+LAYOUT = {"scales": SCALES, "scale_offsets": OFFSETS, "scale_vocab_sizes": VOCABS}
+
+
+def _rows(rng, n):
+    rows = np.zeros((n, T), np.int32)
+    rows[:, 1:5] = 1 + rng.integers(0, 4, (n, 4))
+    rows[:, 5:] = 5 + rng.integers(0, 8, (n, 16))
+    return rows
+
+
+def _fake_decode(rows):
+    """A stand-in decoder: scale-2 and scale-3 ids as smooth-ish 16x16 fields."""
+    rows = np.asarray(rows)
+    lead = rows.shape[:-1]
+    r = rows.reshape(-1, T)
+    c2 = (r[:, 1:5].reshape(-1, 2, 2) - 2.5).astype(np.float32)
+    c3 = (r[:, 5:].reshape(-1, 4, 4) - 8.5).astype(np.float32) / 4
+    f = np.kron(c2, np.ones((8, 8), np.float32)) + np.kron(c3, np.ones((4, 4), np.float32))
+    return f.reshape(lead + (16, 16))
+
+
+def _tokens_file(tmp_path, rng, n_traj=5, n_t=12):
+    n = n_traj * n_t
+    path = tmp_path / "tokens.npz"
+    np.savez(
+        path,
+        indices_flat=_rows(rng, n),
+        scales=np.array(SCALES),
+        scale_offsets=np.array(OFFSETS),
+        scale_vocab_sizes=np.array(VOCABS),
+        unified_to_original=np.r_[0, np.arange(4), np.arange(8)],
+        trajectory_id=np.repeat(np.arange(n_traj), n_t),
+        time_index=np.tile(np.arange(n_t), n_traj),
+        norm_mean=np.float32(0.5),
+        norm_std=np.float32(2.0),
+        checkpoint_sha256="abc",
+    )
+    return path
+
+
+def test_load_tokens_and_missing_fields(tmp_path, rng):
+    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
+    assert ts.indices.shape == (60, T) and ts.scales == SCALES
+    assert ts.norm_std == 2.0 and ts.checkpoint_sha256 == "abc"
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, indices_flat=np.zeros((2, T), np.int32), scales=np.array(SCALES))
+    with pytest.raises(InputError, match="missing scale_offsets"):
+        RE.load_tokens(bad)
+    with pytest.raises(InputError, match="no such"):
+        RE.load_tokens(tmp_path / "nope.npz")
+
+
+def test_split_matches_dataset_split(tmp_path):
+    from scipy.io import savemat
+
+    from vqturb.data import open_dataset
+
+    for i in range(7):
+        for t in range(1, 4):
+            d = tmp_path / "data" / f"traj_{i:03d}"
+            d.mkdir(parents=True, exist_ok=True)
+            savemat(d / f"{t}.mat", {"Omega": np.zeros((4, 4))})
+    ds = open_dataset(tmp_path / "data")
+    want = ds.split().test.trajectory_set
+    traj = np.repeat(np.arange(7), 3)
+    name, frames = RE.split_trajectories(traj, np.tile(np.arange(3), 7))
+    assert name == "test" and sorted(frames) == sorted(int(i) for i in want)
+
+
+def test_split_single_trajectory_and_fallbacks():
+    name, fr = RE.split_trajectories(np.zeros(20, int), np.arange(20))
+    assert name == "test" and list(fr[0]) == [18, 19]
+    name, fr = RE.split_trajectories(np.repeat([0, 1], 3), np.tile(np.arange(3), 2))
+    assert name == "val" and len(fr) == 1  # two trajectories: no test split, use val
+
+
+def test_choose_starts_and_windows(tmp_path, rng):
+    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
+    frames = {1: np.arange(12), 3: np.arange(12)}
+    starts = RE.choose_starts(frames, 4, 5)
+    assert sorted(starts) == [(1, 0), (1, 6), (3, 0), (3, 6)]
+    gt = RE.ground_truth_windows(ts, starts, 5)
+    assert gt.shape == (4, 6, T)
+    row = ts.row_of()[(starts[1][0], starts[1][1] + 2)]
+    np.testing.assert_array_equal(gt[1, 2], ts.indices[row])
+    # a longer rollout than the trajectory holds: ground truth is cut to what every sample has
+    assert RE.ground_truth_windows(ts, [(0, 0), (0, 4)], 20).shape[1] == 8
+
+
+def test_grid_times():
+    assert RE.grid_times(100) == [0, 1, 2, 5, 10, 25, 50, 100]
+    assert RE.grid_times(3, n_gt=3) == [0, 1, 2, 3]
+
+
+def _tiny_nsp():
+    import jax.random as jr
+
+    from vqturb.models.nsp import NSPConfig, build_nsp
+
+    cfg = NSPConfig(
+        scales=SCALES,
+        scale_offsets=OFFSETS,
+        scale_vocab_sizes=VOCABS,
+        codebook_dim=4,
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+    )
+    cb = np.random.default_rng(1).standard_normal((13, 4)).astype(np.float32)
+    return build_nsp(cfg, cb, key=jr.key(0))
+
+
+def test_rollout_tokens_with_the_nsp_model(rng):
+    import jax.random as jr
+
+    pytest.importorskip("vqturb.models.nsp_sampling")
+    model = _tiny_nsp()
+    t0 = _rows(rng, 3)
+    toks, timing = RE.rollout_tokens(model, t0, 6, key=jr.key(0), chunk=3, progress=False)
+    assert toks.shape == (3, 7, T)
+    np.testing.assert_array_equal(toks[:, 0], t0)
+    for (a, b), off, v in zip(((0, 1), (1, 5), (5, 21)), OFFSETS, VOCABS, strict=True):
+        assert toks[:, :, a:b].min() >= off and toks[:, :, a:b].max() < off + v
+    assert timing["frames"] == 18 and timing["steady_frames_per_s"] > 0
+    again, _ = RE.rollout_tokens(model, t0, 6, key=jr.key(0), chunk=3, progress=False)
+    np.testing.assert_array_equal(toks, again)  # same seed, same rollout
+
+
+def test_rollout_tokens_chains_chunks():
+    """Each chunk starts from the last frame of the previous one; sampling flags pass through."""
+    import jax.numpy as jnp
+
+    calls = []
+
+    def fake(model, cur, n, *, key, temperature, top_k, top_p):
+        calls.append((n, temperature, top_k, top_p))
+        return jnp.stack([cur + k + 1 for k in range(n)], axis=1)
+
+    t0 = np.zeros((2, T), np.int32)
+    import jax.random as jr
+
+    toks, _ = RE.rollout_tokens(
+        None,
+        t0,
+        7,
+        key=jr.key(0),
+        temperature=0.5,
+        top_k=3,
+        top_p=0.9,
+        chunk=3,
+        progress=False,
+        rollout_fn=fake,
+    )
+    assert [c[0] for c in calls] == [3, 3, 1] and calls[0][1:] == (0.5, 3, 0.9)
+    np.testing.assert_array_equal(toks[0, :, 0], np.arange(8))
+
+
+def test_evaluate_rollouts_writes_everything(tmp_path, rng):
+    s, n = 2, 6
+    gt = _rows(rng, s * 5).reshape(s, 5, T)  # shorter ground truth than the rollout
+    gen = np.concatenate([gt[:, :1], _rows(rng, s * n).reshape(s, n, T)], axis=1)
+    raw = _fake_decode(gt) + 0.05 * rng.standard_normal((s, 5, 16, 16)).astype(np.float32)
+    m = RE.evaluate_rollouts(
+        gen,
+        gt,
+        _fake_decode,
+        tmp_path / "out",
+        layout=LAYOUT,
+        raw_gt=raw,
+        starts=[(1, 0), (3, 2)],
+        settings={"seed": 0},
+        skill_steps=3,
+        fps=4,
+        progress=False,
+    )
+    out = tmp_path / "out"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["summary"] == pytest.approx(m["summary"])
+    assert saved["n_steps"] == n and saved["n_gt_frames"] == 5
+    assert len(saved["tokens"]["per_scale"]) == 3
+    assert set(saved["pixels"]["pairs"]) == {
+        "generated_vs_reconstructed_gt",
+        "generated_vs_raw_gt",
+        "reconstructed_gt_vs_raw_gt",
+    }
+    assert saved["skill"]["step"] == [1, 2, 3] and "rel_l2_floor" in saved["skill"]
+    assert len(saved["time_series"]["enstrophy_generated"]) == n + 1
+    for rel in (
+        list(saved["files"]["figures"].values())
+        + saved["files"]["grids"]
+        + saved["files"]["videos"]
+    ):
+        assert (out / rel).stat().st_size > 0
+    z = np.load(out / "tokens_rollout.npz")
+    np.testing.assert_array_equal(z["generated"], gen)
+    np.testing.assert_array_equal(z["starts"], [[1, 0], [3, 2]])
+
+    class Imgs(HTMLParser):
+        n = 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                assert dict(attrs)["src"].startswith("data:image/")
+                self.n += 1
+
+    p = Imgs()
+    p.feed((out / "report.html").read_text())
+    assert p.n >= 6 + s  # six figures and one grid per sample
+    assert not [f for f in out.rglob(".*")]  # no temporary files left
+
+
+def test_evaluate_rollouts_rejects_mismatched_raw(tmp_path, rng):
+    gt = _rows(rng, 4).reshape(2, 2, T)
+    with pytest.raises(InputError, match="raw ground truth"):
+        RE.evaluate_rollouts(
+            gt,
+            gt,
+            _fake_decode,
+            tmp_path,
+            layout=LAYOUT,
+            raw_gt=np.zeros((2, 3, 16, 16), np.float32),
+            progress=False,
+        )
