@@ -77,6 +77,8 @@ def mat_version(path: str | os.PathLike) -> str:
     from scipy.io.matlab import matfile_version
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, None, "a folder, not a file", "a .mat file")
     if not path.is_file():
         raise InputError(path, None, "no such file", "an existing .mat file")
     if path.stat().st_size == 0:
