@@ -311,3 +311,20 @@ def test_inspect_time_must_increase(tmp_path, rng):
     write_field(folder / "3.mat", rng.standard_normal((4, 4)), time=0.05)
     rep = inspect_dataset(folder, progress=False)
     assert len(rep.errors) == 1 and "3.mat" in rep.errors[0] and "'time'" in rep.errors[0]
+
+
+def test_inspect_lists_bad_first_files_and_other_shapes(tmp_path, rng):
+    folder = tmp_path / "ds"
+    write_trajectory(folder / "a", rng.standard_normal((3, 8, 8)))
+    write_trajectory(folder / "b", rng.standard_normal((3, 8, 8)))
+    write_trajectory(folder / "c", rng.standard_normal((2, 4, 4)))  # another resolution
+    (folder / "b" / "1.mat").write_bytes(b"MATLAB 5.0" + b"\x00" * 20)  # truncated header
+    with pytest.raises(InputError):
+        open_dataset(folder)  # strict: the first problem stops indexing
+    rep = inspect_dataset(folder, progress=False)
+    assert rep.n_valid == 5 and len(rep.errors) == 3
+    assert any("b/1.mat" in e for e in rep.errors)
+    assert sum("4x4 differs from 8x8" in e for e in rep.errors) == 2
+    # a wrong variable everywhere is still one error, not one per file
+    with pytest.raises(InputError, match="'psi'"):
+        inspect_dataset(folder, var="psi", progress=False)

@@ -129,6 +129,7 @@ class Dataset:
         source: str,
         h5_layouts: dict[Path, readers.H5Layout] | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        reference: str | None = None,
     ):
         if not trajectories:
             raise InputError(source, None, "no snapshots", "at least one snapshot")
@@ -137,6 +138,9 @@ class Dataset:
         self.shape = shape
         self.dtype = dtype
         self.source = source
+        tr0 = self.trajectories[0]
+        # the file the shape and dtype were taken from (named in shape errors)
+        self.reference = reference or str(tr0.files[0] if tr0.files else tr0.h5_path)
         self._h5_layouts = dict(h5_layouts or {})
         self._h5_files: dict[Path, h5py.File] = {}
         self._h5_lock = threading.Lock()
@@ -152,12 +156,6 @@ class Dataset:
     @property
     def n_trajectories(self) -> int:
         return len(self.trajectories)
-
-    @property
-    def reference(self) -> str:
-        """The file the dataset's shape and dtype were taken from (named in shape errors)."""
-        tr = self.trajectories[0]
-        return str(tr.files[0] if tr.files else tr.h5_path)
 
     def location(self, traj: Index, t: Index) -> str:
         """Human-readable address of one snapshot: its file (and HDF5 slice)."""
@@ -608,6 +606,7 @@ def open_dataset(
     h5_key: str | None = None,
     *,
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    strict: bool = True,
 ) -> Dataset:
     """Index a dataset from headers only (see the module docstring for the layouts).
 
@@ -617,6 +616,9 @@ def open_dataset(
         var: the MAT variable (or The Well field name under ``t0_fields/``).
         h5_key: in-file path of the HDF5 dataset; overrides the search by ``var``.
         cache_bytes: bound on the bytes of decoded float32 snapshots kept in memory.
+        strict: raise on the first bad header. ``False`` (used by :func:`inspect_dataset`) skips
+            unreadable headers and shape differences so the full pass can list every bad file;
+            it still raises when no header is readable at all.
 
     Raises:
         InputError: missing path, empty folder, mixed layouts, a missing variable in the first
@@ -628,7 +630,7 @@ def open_dataset(
         if not p.exists():
             raise InputError(p, None, "no such file or folder", "a dataset folder or file")
         if p.is_dir():
-            return _open_folder(p, var, h5_key, cache_bytes)
+            return _open_folder(p, var, h5_key, cache_bytes, strict)
         if _is_h5_file(p) or (p.suffix.lower() not in readers.MAT_SUFFIXES and h5py.is_hdf5(p)):
             return _open_h5([p], var, h5_key, cache_bytes, source)
         return _open_mat([(p.stem, [p])], var, cache_bytes, source)
@@ -641,7 +643,9 @@ def open_dataset(
     return _open_h5(paths, var, h5_key, cache_bytes, ", ".join(map(str, paths)))
 
 
-def _open_folder(folder: Path, var: str, h5_key: str | None, cache_bytes: int) -> Dataset:
+def _open_folder(
+    folder: Path, var: str, h5_key: str | None, cache_bytes: int, strict: bool = True
+) -> Dataset:
     entries = list(folder.iterdir())
     mats = _mat_files(folder)
     h5s = natural_sorted([p for p in entries if p.is_file() and _is_h5_file(p)])
@@ -663,9 +667,9 @@ def _open_folder(folder: Path, var: str, h5_key: str | None, cache_bytes: int) -
             "one layout: .mat files (one trajectory), trajectory folders of .mat files, or HDF5 files",
         )
     if mats:
-        return _open_mat([(folder.name, mats)], var, cache_bytes, str(folder))
+        return _open_mat([(folder.name, mats)], var, cache_bytes, str(folder), strict)
     if trajs:
-        return _open_mat(trajs, var, cache_bytes, str(folder))
+        return _open_mat(trajs, var, cache_bytes, str(folder), strict)
     if h5s:
         return _open_h5(h5s, var, h5_key, cache_bytes, str(folder))
     found = (
@@ -680,29 +684,53 @@ def _open_folder(folder: Path, var: str, h5_key: str | None, cache_bytes: int) -
 
 
 def _open_mat(
-    trajs: list[tuple[str, list[Path]]], var: str, cache_bytes: int, source: str
+    trajs: list[tuple[str, list[Path]]],
+    var: str,
+    cache_bytes: int,
+    source: str,
+    strict: bool = True,
 ) -> Dataset:
     shape: tuple[int, int] | None = None
     dtype = ""
     ref: Path | None = None
     out = []
+    first_error: InputError | None = None
     for name, files in trajs:
-        # one header per trajectory: cheap, and catches a wrong variable name or a trajectory
-        # at another resolution before training starts
-        info = readers.field_info(files[0], var)
-        s = (int(info.shape[0]), int(info.shape[1]))
-        if shape is None:
-            shape, dtype, ref = s, info.dtype, files[0]
-        elif s != shape:
-            raise InputError(
-                files[0],
-                f"variable '{var}'",
-                f"shape {s[0]}x{s[1]} differs from {shape[0]}x{shape[1]} in {ref}",
-                "every snapshot of a dataset to have the same shape",
-            )
         out.append(Trajectory(name=name, n_steps=len(files), files=tuple(files)))
-    assert shape is not None
-    return Dataset(out, var=var, shape=shape, dtype=dtype, source=source, cache_bytes=cache_bytes)
+        # one header per trajectory: cheap, and catches a wrong variable name or a trajectory
+        # at another resolution before training starts. Not strict (inspect): a bad header is
+        # skipped here (the full pass reports it) and the next file of the trajectory is tried.
+        for path in files if not strict else files[:1]:
+            try:
+                info = readers.field_info(path, var)
+            except InputError as e:
+                if strict:
+                    raise
+                first_error = first_error or e
+                continue
+            s = (int(info.shape[0]), int(info.shape[1]))
+            if shape is None:
+                shape, dtype, ref = s, info.dtype, path
+            elif s != shape and strict:
+                raise InputError(
+                    path,
+                    f"variable '{var}'",
+                    f"shape {s[0]}x{s[1]} differs from {shape[0]}x{shape[1]} in {ref}",
+                    "every snapshot of a dataset to have the same shape",
+                )
+            break
+    if shape is None:  # not strict and no readable header anywhere: report the first problem
+        assert first_error is not None
+        raise first_error
+    return Dataset(
+        out,
+        var=var,
+        shape=shape,
+        dtype=dtype,
+        source=source,
+        cache_bytes=cache_bytes,
+        reference=str(ref),
+    )
 
 
 def _open_h5(
@@ -825,7 +853,7 @@ def inspect_dataset(
     """
     from vqturb.utils.progress import Progress
 
-    ds = open_dataset(path, var, h5_key, cache_bytes=0)
+    ds = open_dataset(path, var, h5_key, cache_bytes=0, strict=False)
     report = InspectReport(
         source=ds.source,
         var=var,
