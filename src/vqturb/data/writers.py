@@ -192,6 +192,8 @@ def write_well_h5(
 ) -> Path:
     """Write a whole ``[n_traj, n_t, H, W]`` array as one Well-layout HDF5 file (atomic)."""
     fields = np.asarray(fields)
+    if fields.shape[1] != len(times):
+        raise ValueError(f"{fields.shape[1]} frames but {len(times)} times")
     with WellH5Writer(
         path,
         n_traj=fields.shape[0],
