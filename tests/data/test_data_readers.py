@@ -160,7 +160,8 @@ def test_v5_fast_path_agrees_with_scipy_and_defers_when_unsure(tmp_path, rng):
     p = tmp_path / "f.mat"
     scipy.io.savemat(p, {"x": np.ones((2, 2)), "Omega": a, "time": 2.0, "abc": np.ones(1)})
     fast = _read_v5_fast(p, "Omega")
-    assert fast is not None and fast.flags.c_contiguous
+    assert fast is not None and fast.flags.f_contiguous  # MATLAB order; read_field copies to C
+    assert read_field(p).flags.c_contiguous
     np.testing.assert_array_equal(fast, _read_mat_scipy(p, "Omega"))
     np.testing.assert_array_equal(fast, a)
     assert _read_v5_fast(p, "abc") is not None  # 4-char name: packed "small data element"

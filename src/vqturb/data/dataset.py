@@ -189,11 +189,12 @@ class Dataset:
                 self._h5_files[path] = f
             return f
 
-    def read(self, traj: Index, t: Index) -> np.ndarray:
+    def read(self, traj: Index, t: Index, *, dtype: type | np.dtype | None = None) -> np.ndarray:
         """Read and validate one snapshot from disk, bypassing the cache.
 
         Returns:
-            ``(H, W)`` array in the stored precision (float32 or float64).
+            ``(H, W)`` C-order array in the stored precision (float32 or float64), or in
+            ``dtype`` when given.
 
         Raises:
             InputError: the file is bad, or its shape differs from the dataset's (both files named).
@@ -202,7 +203,7 @@ class Dataset:
         tr = self.trajectories[traj]
         if tr.files:
             path: Path = tr.files[t]
-            a = readers.read_field(path, self.var)
+            a = readers.read_field(path, self.var, dtype=dtype)
             what = f"variable '{self.var}'"
         else:
             path = tr.h5_path
@@ -210,6 +211,8 @@ class Dataset:
             f = self._h5(path)
             with self._h5_lock:  # h5py serialises calls anyway; keep the handle use explicit
                 a = readers.read_h5_snapshot(f, path, layout, tr.h5_index, t)
+            if dtype is not None:
+                a = a.astype(dtype, copy=False)
             what = f"dataset '{layout.key}'"
         if a.shape != self.shape:
             raise InputError(
@@ -229,11 +232,11 @@ class Dataset:
         key = (int(traj), int(t))
         a = self._cache.get(key)
         if a is None:
-            a = self._store(key, self.read(*key))
+            a = self._store(key, self.read(*key, dtype=np.float32))
         return a
 
     def _store(self, key: tuple[int, int], raw: np.ndarray) -> np.ndarray:
-        a = raw.astype(np.float32)
+        a = raw.astype(np.float32, copy=False)
         a.flags.writeable = False
         self._cache.put(key, a)
         return a

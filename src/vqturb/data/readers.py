@@ -267,7 +267,9 @@ def check_values(a: np.ndarray, path: str | os.PathLike, what: str) -> np.ndarra
     return a
 
 
-def read_field(path: str | os.PathLike, var: str = "Omega") -> np.ndarray:
+def read_field(
+    path: str | os.PathLike, var: str = "Omega", *, dtype: type | np.dtype | None = None
+) -> np.ndarray:
     """Read the 2-D field ``var`` from a MAT-file (v4, v5, v5 compressed or v7.3).
 
     Other variables in the file are ignored (not even decoded, for v5/v7.3).
@@ -275,6 +277,8 @@ def read_field(path: str | os.PathLike, var: str = "Omega") -> np.ndarray:
     Args:
         path: the .mat file.
         var: the variable name (MATLAB is case sensitive).
+        dtype: convert to this dtype (e.g. ``np.float32``) in the same pass that turns MATLAB's
+            column-major layout into C order; default: keep the stored precision.
 
     Returns:
         ``(H, W)`` float32 or float64 array as stored (integer classes become float64), C order.
@@ -298,7 +302,9 @@ def read_field(path: str | os.PathLike, var: str = "Omega") -> np.ndarray:
         raise _non_numeric(path, var, "struct" if a.dtype.names else f"{a.dtype.kind!s} array")
     _check_shape(path, what, tuple(int(s) for s in a.shape))
     a = check_values(a, path, what)
-    return np.ascontiguousarray(a)
+    # One copy: transpose to C order and cast together. A separate transposed float64 copy
+    # followed by a cast costs ~3x more (fresh 512 KiB buffers page-fault on every file).
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _read_mat_scipy(path: Path, var: str) -> object:
@@ -334,55 +340,63 @@ def _v5_tag(buf: bytes, pos: int) -> tuple[int, int, int, int]:
 def _read_v5_fast(path: Path, var: str) -> np.ndarray | None:
     """Read an uncompressed little-endian v5 ``double``/``single`` real 2-D matrix directly.
 
-    scipy.io.loadmat spends ~1.5 ms per 256^2 double matrix in generic parsing; the raw bytes
-    are one contiguous column-major block, so a header walk plus ``np.frombuffer`` is ~5x
-    faster (benchmarks/bench_loader.py). Anything else (compressed elements, other classes,
-    complex, big-endian, integer storage types, truncation) returns None and scipy reads the
-    file, with its full generality and error reporting.
+    scipy.io.loadmat spends ~1.5 ms per 256^2 double matrix in generic parsing; the values are
+    one contiguous column-major block, so walking the element headers (seeking past other
+    variables) and one ``np.fromfile`` is several times faster (benchmarks/bench_loader.py), and
+    reading the small ``time`` variable touches a few hundred bytes, not the whole file.
+    Anything else (compressed elements, other classes, complex, logical, big-endian, integer
+    storage types, truncation) returns None and scipy reads the file, with its full generality
+    and error reporting.
     """
     try:
         with open(path, "rb") as f:
-            buf = f.read()
-    except OSError:
-        return None
-    if len(buf) < 136 or buf[126:128] != b"IM":
-        return None
-    pos = 128
-    try:
-        while pos + 8 <= len(buf):
-            mdtype, nbytes, start, nxt = _v5_tag(buf, pos)
-            if mdtype != _MI_MATRIX:
-                return None  # compressed (the variable may be inside) or unexpected
-            end = start + nbytes
-            # array flags, dimensions, name
-            t, n, d, sub = _v5_tag(buf, start)
-            if t != _MI_UINT32 or n != 8:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(128)
+            if len(head) < 128 or head[126:128] != b"IM":
                 return None
-            (flags_word,) = struct.unpack_from("<I", buf, d)
-            cls, flags = flags_word & 0xFF, (flags_word >> 8) & 0xFF
-            t, n, d, sub = _v5_tag(buf, sub)
-            if t != _MI_INT32:
-                return None
-            dims = struct.unpack_from(f"<{n // 4}i", buf, d)
-            t, n, d, sub = _v5_tag(buf, sub)
-            if t != _MI_INT8:
-                return None
-            name = buf[d : d + n].decode("latin-1")
-            if name != var:
-                pos = nxt
-                continue
-            if cls not in _FAST_TYPES or flags & 0x0A or len(dims) != 2:  # complex / logical
-                return None
-            mi, dtype = _FAST_TYPES[cls]
-            t, n, d, sub = _v5_tag(buf, sub)
-            count = dims[0] * dims[1]
-            if t != mi or n != count * dtype.itemsize or d + n > min(end, len(buf)) or count == 0:
-                return None
-            col_major = np.frombuffer(buf, dtype=dtype, count=count, offset=d)
-            return np.ascontiguousarray(col_major.reshape(dims[1], dims[0]).T).astype(
-                dtype.newbyteorder("="), copy=False
-            )
-    except (struct.error, UnicodeDecodeError, ValueError):
+            pos = 128
+            while pos + 8 <= size:
+                f.seek(pos)
+                hdr = f.read(8)
+                mdtype, nbytes, start, nxt = _v5_tag(hdr + b"\0" * 8, 0)
+                if mdtype != _MI_MATRIX:
+                    return None  # compressed (the variable may be inside) or unexpected
+                start, nxt = pos + 8, pos + nxt
+                end = min(start + nbytes, size)
+                # array flags, dimensions and name fit in the first 256 bytes for any name up
+                # to 63 characters (MATLAB's limit) and up to 16 dimensions
+                sub = f.read(min(256, end - start))
+                t, n, d, k = _v5_tag(sub, 0)
+                if t != _MI_UINT32 or n != 8:
+                    return None
+                (flags_word,) = struct.unpack_from("<I", sub, d)
+                cls, flags = flags_word & 0xFF, (flags_word >> 8) & 0xFF
+                t, n, d, k = _v5_tag(sub, k)
+                if t != _MI_INT32:
+                    return None
+                dims = struct.unpack_from(f"<{n // 4}i", sub, d)
+                t, n, d, k = _v5_tag(sub, k)
+                if t != _MI_INT8:
+                    return None
+                if sub[d : d + n].decode("latin-1") != var:
+                    pos = nxt
+                    continue
+                if cls not in _FAST_TYPES or flags & 0x0A or len(dims) != 2:  # complex, logical
+                    return None
+                mi, dtype = _FAST_TYPES[cls]
+                t, n, d, k = _v5_tag(sub, k)
+                count = dims[0] * dims[1]
+                if t != mi or n != count * dtype.itemsize or start + d + n > end or count == 0:
+                    return None
+                f.seek(start + d)
+                col_major = np.fromfile(f, dtype=dtype, count=count)
+                if col_major.size != count:
+                    return None
+                # a column-major (H, W) view; read_field makes the C-order copy
+                return col_major.reshape(dims[1], dims[0]).T.astype(
+                    dtype.newbyteorder("="), copy=False
+                )
+    except (OSError, struct.error, UnicodeDecodeError, ValueError):
         return None
     return None
 
