@@ -120,3 +120,13 @@ def test_numpy_integers_are_accepted_as_indices(ds):
     loader = BatchLoader(sub, 4, prefetch=0)
     np.testing.assert_array_equal(loader.batch_at(np.int64(3)), loader.batch_at(3))
     assert len(type(sub)(ds, [(0, 1), (1, 2)], name="x")) == 2
+
+
+def test_fingerprint_changes_with_what_decides_the_order(ds):
+    sub = ds.all()
+    fp = BatchLoader(sub, 4, seed=1).fingerprint
+    assert BatchLoader(sub, 4, seed=1, prefetch=0).fingerprint == fp  # prefetch is irrelevant
+    assert BatchLoader(sub, 4, seed=2).fingerprint != fp
+    assert BatchLoader(sub, 5, seed=1).fingerprint != fp
+    assert BatchLoader(ds.split().train, 4, seed=1).fingerprint != fp
+    assert PairLoader(sub, 4, dt=1).fingerprint != PairLoader(sub, 4, dt=2).fingerprint

@@ -19,6 +19,7 @@ release the GIL, and threads share the snapshot cache.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -74,6 +75,19 @@ class _Schedule:
         return self.permutation(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
 
 
+def _fingerprint(kind: str, subset: Subset, schedule: _Schedule, extra: str = "") -> str:
+    ds = subset.dataset
+    h = hashlib.sha256()
+    h.update(
+        f"{kind}|{schedule.seed}|{schedule.batch_size}|{schedule.shuffle}|{schedule.drop_last}|"
+        f"{extra}|{ds.var}|{ds.shape}|".encode()
+    )
+    for tr in ds.trajectories:
+        h.update(f"{tr.name}:{tr.n_steps};".encode())
+    h.update(np.ascontiguousarray(subset.refs, dtype="<i8").tobytes())
+    return h.hexdigest()[:16]
+
+
 def _check_sizes(n_items: int, batch_size: int, drop_last: bool, what: str) -> None:
     if batch_size < 1:
         raise InputError(None, "batch_size", f"{batch_size}", "a positive integer")
@@ -117,6 +131,7 @@ class BatchLoader:
         self.normalization = normalization
         self.prefetch = prefetch
         self._schedule = _Schedule(len(subset), batch_size, seed, shuffle, drop_last)
+        self._extra = ""
 
     @property
     def seed(self) -> int:
@@ -125,6 +140,13 @@ class BatchLoader:
     @property
     def steps_per_epoch(self) -> int:
         return self._schedule.steps_per_epoch
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the batch order (seed, batch size, flags,
+        the subset's snapshots and trajectory names). Store it with a checkpoint: the same
+        fingerprint on resume means batches from the saved step on are the uninterrupted ones."""
+        return _fingerprint(type(self).__name__, self.subset, self._schedule, self._extra)
 
     def indices_at(self, step: Index) -> np.ndarray:
         """Positions in the subset that make up the batch at ``step`` (int64 ``[B]``)."""
@@ -177,6 +199,7 @@ class PairLoader:
         self.normalization = normalization
         self.prefetch = prefetch
         self._schedule = _Schedule(len(self.pairs), batch_size, seed, shuffle, drop_last)
+        self._extra = f"dt={dt}"
 
     @property
     def seed(self) -> int:
@@ -185,6 +208,13 @@ class PairLoader:
     @property
     def steps_per_epoch(self) -> int:
         return self._schedule.steps_per_epoch
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the batch order (seed, batch size, flags,
+        the subset's snapshots and trajectory names). Store it with a checkpoint: the same
+        fingerprint on resume means batches from the saved step on are the uninterrupted ones."""
+        return _fingerprint(type(self).__name__, self.subset, self._schedule, self._extra)
 
     def indices_at(self, step: Index) -> np.ndarray:
         """Rows of ``self.pairs`` in the batch at ``step`` (int64 ``[B]``)."""
