@@ -107,3 +107,39 @@ def test_info(tok_and_data):
     for s in info["scales"]:
         assert 1 <= s["perplexity"] <= s["codes_used"] + 1e-9
     assert 0 < info["recon_rel_l2_mean"] < 1
+
+
+def _real_checkpoint(path, var_mode):
+    import jax
+
+    from vqturb.models import VQVAEConfig, build_model
+    from vqturb.training import checkpoint as ck
+
+    cfg = VQVAEConfig(resolution=16, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                      hidden_dim=16, codebook_dim=4, vocab_size=32, scales=(1, 2, 4),
+                      var_mode=var_mode, norm_groups=4)  # fmt: skip
+    model = build_model(cfg, key=jax.random.PRNGKey(0))
+    meta = {"normalization": {"mean": 0.2, "std": 3.0}}
+    ck.save_model(path, model, kind="vqvae", config=cfg.to_dict(), meta=meta)
+    return model
+
+
+@pytest.mark.parametrize(
+    "var_mode", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["var", "standard"]
+)
+def test_real_model_tokens(tmp_path, rng, var_mode):
+    """With the real VQVAE2d / VARVQVAE2d: vectors are the model's codebook rows, and decoding
+    the saved tokens equals the model's forward-pass reconstruction."""
+    model = _real_checkpoint(tmp_path / "real.eqx", var_mode)
+    tok = VQVAETokenizer(tmp_path / "real.eqx", var_mode=var_mode, batch_size=4)
+    x = fields(rng, 6)
+    arrays = save_tokens(tok, x, tmp_path / "tokens.npz")
+    assert arrays["indices_flat"].shape == (6, 21 if var_mode else 16)
+    cbs = [np.asarray(c) for c in model.codebooks()]
+    k = arrays["unified_to_scale"]
+    orig = arrays["unified_to_original"]
+    expect = np.stack([cbs[int(s)][int(o)] for s, o in zip(k, orig, strict=True)])
+    assert np.array_equal(arrays["codebook"], expect)
+    rec = tok.decode_indices(arrays["indices_flat"])
+    model_rec = tok.normalization.invert(np.asarray(model(tok.normalization.apply(x))[0]))
+    assert np.allclose(rec, model_rec, atol=1e-4 * np.abs(model_rec).max())
