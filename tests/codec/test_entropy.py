@@ -73,6 +73,36 @@ def test_one_symbol_alphabets_cost_nothing(rng):
     assert codec.code_bits(data)[:2] == [0.0, 0.0]
 
 
+def _row_walks(rng, n, s=8, v=16):
+    """Single-scale tokens whose left neighbour predicts them (a spatially smooth field)."""
+    steps = rng.integers(-1, 2, (n, s, s))
+    steps[:, :, 0] = rng.integers(0, v, (n, s))
+    return [np.cumsum(steps, axis=2) % v], (v,)
+
+
+def test_west_context_for_a_single_scale(rng):
+    train, ns = _row_walks(rng, 300)
+    codec = EntropyCodec.fit(train, ns)
+    assert codec.models[0].context == "west"
+    marginal = EntropyCodec.fit(train, ns, contexts=("none",))
+    assert len(codec.encode(train)) < 0.7 * len(marginal.encode(train))
+    data, _ = _row_walks(rng, 5)
+    out = codec.decode(codec.encode(data), 5)
+    assert np.array_equal(out[0], data[0])
+
+
+@given(st.integers(0, 2**31), st.sampled_from(["none", "parent", "west"]))
+@settings(max_examples=20, deadline=None)
+def test_every_context_kind_round_trips(seed, kind):
+    rng = np.random.default_rng(seed)
+    train, ns = _correlated_tokens(rng, 15)
+    contexts = ("none", kind)
+    codec = EntropyCodec.fit(train, ns, contexts=contexts, n_fields=10**6)
+    data = [rng.integers(0, v, (3, s, s)) for v, s in zip(ns, (1, 2, 4, 8), strict=True)]
+    out = EntropyCodec.from_parts(codec.descriptor(), codec.tables()).decode(codec.encode(data), 3)
+    assert all(np.array_equal(a, b) for a, b in zip(data, out, strict=True))
+
+
 def test_serialised_codec_decodes_identically(rng):
     train, ns = _correlated_tokens(rng, 200)
     codec = EntropyCodec.fit(train, ns)

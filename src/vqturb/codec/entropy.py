@@ -2,10 +2,13 @@
 
 Each scale ``k`` (an ``s_k × s_k`` grid of symbols in ``[0, n_k)``) is coded with one of:
 
-- ``"none"``: one categorical table per scale (the marginal), and
+- ``"none"``: one categorical table per scale (the marginal);
 - ``"parent"``: one table per value of the co-located token at scale ``k−1`` (the *parent*, at
   ``(⌊i s_{k−1}/s_k⌋, ⌊j s_{k−1}/s_k⌋)``), smoothed towards the marginal by a Dirichlet prior of
-  strength ``alpha``: ``p(x | c) = (n(c, x) + α q(x)) / (n(c) + α)``.
+  strength ``alpha``: ``p(x | c) = (n(c, x) + α q(x)) / (n(c) + α)``;
+- ``"west"``: the same with the left neighbour ``(i, j−1)`` in the same scale as context (a
+  separate "no neighbour" context for column 0) — the only choice with context for a
+  single-scale VQ-VAE.
 
 The choice (and ``alpha``) is made per scale by the measured code length on held-out fields *plus*
 the bytes of the stored table, so conditioning is used only where it pays for its table.
@@ -14,9 +17,10 @@ Tables are stored as the integer *counts* they were estimated from; the fixed-po
 (``2**precision`` in total, every symbol at least 1, so unseen-but-valid symbols stay codable) are
 derived from them by the same deterministic float64 arithmetic on both sides. Coding uses
 ``constriction``'s range coder (a queue: symbols decode in the order they were encoded), with one
-concrete ``Categorical`` per (scale, context). Symbols are ordered scale by scale, and inside a
-``"parent"`` scale grouped by context value (ascending), each group in raster order — the decoder
-knows every parent before it decodes a scale, so it can rebuild the same order.
+concrete ``Categorical`` per (scale, context). Symbols are ordered scale by scale; inside a scale they
+are grouped by context value (ascending), each group in raster order — for ``"west"`` column by
+column, so the decoder always knows a symbol's context before it decodes the symbol and rebuilds
+the same order.
 
 References: Witten, Neal & Cleary (1987) arithmetic coding; Duda (2013) ANS / range variants;
 Bamler (2022) ``constriction``.
@@ -34,7 +38,7 @@ from vqturb.errors import InputError
 
 # Pseudo-counts tried for the parent-conditioned tables (the best one, measured, is kept).
 ALPHAS: tuple[int, ...] = (1, 4, 16, 64)
-CONTEXTS: tuple[str, ...] = ("none", "parent")
+CONTEXTS: tuple[str, ...] = ("none", "parent", "west")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,7 +232,7 @@ class EntropyCodec:
                 raise ValueError(f"unknown context {m.context!r}")
             if m.context == "parent" and k == 0:
                 raise ValueError("scale 0 has no parent")
-            rows = 1 if m.context == "none" else self.n_symbols[k - 1]
+            rows = _n_rows(m.context, k, self.n_symbols)
             if m.counts.shape != (rows, self.n_symbols[k]):
                 raise ValueError(f"scale {k}: counts shape {m.counts.shape}")
 
@@ -282,7 +286,7 @@ class EntropyCodec:
             for kind, alpha in _candidates(k, contexts):
                 model = _fit_scale(sel_train, k, kind, alpha, n_symbols)
                 freqs = model.frequencies(precision)
-                ctx, sym = _contexts_and_symbols(heldout, k, kind)
+                ctx, sym = _contexts_and_symbols(heldout, k, kind, n_symbols)
                 bits = weight * _code_bits(freqs, ctx, sym, precision)
                 bits += 8 * len(pack_counts(model.counts))
                 if best is None or bits < best[0]:
@@ -300,13 +304,19 @@ class EntropyCodec:
         tokens = [np.asarray(t) for t in tokens]
         _check_tokens(tokens, self.scales, self.n_symbols)
         enc = constriction.stream.queue.RangeEncoder()
+        n = tokens[0].shape[0]
         for k, model in enumerate(self.models):
             if self.n_symbols[k] == 1:
                 continue  # a one-symbol alphabet carries no information: zero bits
             cat = _model_cache(model, self.precision)
-            ctx, sym = _contexts_and_symbols(tokens, k, model.context)
-            for c, idx in _groups(ctx):
-                enc.encode(sym[idx].astype(np.int32), cat(c))
+            s = self.scales[k]
+            flat = tokens[k].reshape(n, s * s)
+            parent = tokens[k - 1] if k else None
+            for pos in _steps(model.context, s):
+                ctx = _step_contexts(model.context, flat, parent, pos, s, self.n_symbols[k])
+                sym = flat[:, pos].ravel()
+                for c, idx in _groups(ctx):
+                    enc.encode(sym[idx].astype(np.int32), cat(c))
         return enc.get_compressed().astype("<u4").tobytes()
 
     def decode(self, payload: bytes, n_fields: int) -> list[np.ndarray]:
@@ -323,14 +333,15 @@ class EntropyCodec:
                 out.append(np.zeros((n_fields, s, s), dtype=np.int32))
                 continue
             cat = _model_cache(model, self.precision)
-            if model.context == "none":
-                ctx = np.zeros(n_fields * s * s, dtype=np.int64)
-            else:
-                ctx = _parent_contexts(out[k - 1], s)
-            sym = np.empty(n_fields * s * s, dtype=np.int32)
-            for c, idx in _groups(ctx):
-                sym[idx] = dec.decode(cat(c), idx.size)
-            out.append(sym.reshape(n_fields, s, s))
+            flat = np.zeros((n_fields, s * s), dtype=np.int32)
+            parent = out[k - 1] if k else None
+            for pos in _steps(model.context, s):
+                ctx = _step_contexts(model.context, flat, parent, pos, s, self.n_symbols[k])
+                sym = np.empty(ctx.size, dtype=np.int32)
+                for c, idx in _groups(ctx):
+                    sym[idx] = dec.decode(cat(c), idx.size)
+                flat[:, pos] = sym.reshape(n_fields, pos.size)
+            out.append(flat.reshape(n_fields, s, s))
         return out
 
     def code_bits(self, tokens: Sequence[np.ndarray]) -> list[float]:
@@ -339,7 +350,7 @@ class EntropyCodec:
         _check_tokens(tokens, self.scales, self.n_symbols)
         bits = []
         for k, model in enumerate(self.models):
-            ctx, sym = _contexts_and_symbols(tokens, k, model.context)
+            ctx, sym = _contexts_and_symbols(tokens, k, model.context, self.n_symbols)
             bits.append(_code_bits(model.frequencies(self.precision), ctx, sym, self.precision))
         return bits
 
@@ -365,7 +376,7 @@ class EntropyCodec:
         n_symbols = tuple(int(n) for n in descriptor["n_symbols"])
         models = []
         for k, (md, blob) in enumerate(zip(descriptor["models"], tables, strict=True)):
-            rows = 1 if md["context"] == "none" else n_symbols[k - 1]
+            rows = _n_rows(str(md["context"]), k, n_symbols)
             counts = unpack_counts(blob, (rows, n_symbols[k]))
             models.append(ScaleModel(str(md["context"]), int(md["alpha"]), counts))
         return cls(scales, n_symbols, tuple(models), int(descriptor["precision"]))
@@ -396,24 +407,59 @@ def _candidates(k: int, contexts: Sequence[str]):
     if k > 0 and "parent" in contexts:
         for a in ALPHAS:
             yield "parent", a
+    if "west" in contexts:
+        for a in ALPHAS:
+            yield "west", a
 
 
-def _parent_contexts(parent_tokens: np.ndarray, s: int) -> np.ndarray:
-    sp = parent_tokens.shape[-1]
-    flat = parent_tokens.reshape(parent_tokens.shape[0], sp * sp)
-    return flat[:, parent_index(sp, s)].ravel().astype(np.int64)
-
-
-def _contexts_and_symbols(tokens, k: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    sym = tokens[k].reshape(-1).astype(np.int64)
+def _n_rows(kind: str, k: int, n_symbols) -> int:
+    """Context rows of a table: 1, the parent's alphabet, or this alphabet + "no neighbour"."""
     if kind == "none":
-        return np.zeros_like(sym), sym
-    return _parent_contexts(tokens[k - 1], tokens[k].shape[-1]), sym
+        return 1
+    if kind == "parent":
+        return int(n_symbols[k - 1])
+    return int(n_symbols[k]) + 1
+
+
+def _steps(kind: str, s: int) -> list[np.ndarray]:
+    """Flat grid positions coded together, in order. A "west" scale goes column by column so
+    that every token's left neighbour is decoded before it; the others in one step."""
+    if kind == "west":
+        return [np.arange(s) * s + j for j in range(s)]
+    return [np.arange(s * s)]
+
+
+def _step_contexts(kind, flat, parent, pos, s: int, n_sym: int) -> np.ndarray:
+    """Context of positions ``pos`` of every field, ``[N * len(pos)]`` (field-major), from the
+    tokens decoded so far (``flat`` ``[N, s*s]`` of this scale, ``parent`` ``[N, sp, sp]``)."""
+    n = flat.shape[0]
+    if kind == "none":
+        return np.zeros(n * pos.size, dtype=np.int64)
+    if kind == "parent":
+        sp = parent.shape[-1]
+        pidx = parent_index(sp, s)[pos]
+        return parent.reshape(n, sp * sp)[:, pidx].ravel().astype(np.int64)
+    col = pos % s
+    left = np.where(col > 0, pos - 1, 0)
+    ctx = flat[:, left].astype(np.int64)
+    ctx[:, col == 0] = n_sym  # first column: the "no neighbour" context
+    return ctx.ravel()
+
+
+def _contexts_and_symbols(tokens, k: int, kind: str, n_symbols) -> tuple[np.ndarray, np.ndarray]:
+    """(context, symbol) of every token of scale ``k`` (any order: used for counting)."""
+    t = np.asarray(tokens[k])
+    n, s = t.shape[0], t.shape[-1]
+    flat = t.reshape(n, s * s)
+    parent = tokens[k - 1] if k else None
+    pos = np.arange(s * s)
+    ctx = _step_contexts(kind, flat, parent, pos, s, int(n_symbols[k]))
+    return ctx, flat.ravel().astype(np.int64)
 
 
 def _fit_scale(tokens, k: int, kind: str, alpha: int, n_symbols) -> ScaleModel:
-    ctx, sym = _contexts_and_symbols(tokens, k, kind)
-    rows = 1 if kind == "none" else n_symbols[k - 1]
+    ctx, sym = _contexts_and_symbols(tokens, k, kind, n_symbols)
+    rows = _n_rows(kind, k, n_symbols)
     counts = np.zeros((rows, n_symbols[k]), dtype=np.int64)
     np.add.at(counts, (ctx, sym), 1)
     return ScaleModel(kind, alpha, counts)
