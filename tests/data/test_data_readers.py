@@ -174,3 +174,18 @@ def test_v5_fast_path_agrees_with_scipy_and_defers_when_unsure(tmp_path, rng):
     scipy.io.savemat(p, {"Omega": a + 1j})
     assert _read_v5_fast(p, "Omega") is None
     assert _read_v5_fast(p, "missing") is None
+
+
+def test_field_info_refuses_what_read_field_refuses_v73(tmp_path):
+    p = write_mat73(tmp_path / "l.mat", {"Omega": np.ones((3, 3), dtype=bool)})
+    with pytest.raises(InputError, match="logical"):
+        field_info(p)
+    p = tmp_path / "cplx.mat"
+    with h5py.File(p, "w") as f:
+        dt = np.dtype([("real", "<f8"), ("imag", "<f8")])
+        f.create_dataset("Omega", data=np.zeros((3, 3), dtype=dt))
+        f["Omega"].attrs["MATLAB_class"] = np.bytes_("double")
+    with pytest.raises(InputError, match="complex"):
+        field_info(p)
+    p = write_mat73(tmp_path / "ok.mat", {"Omega": np.ones((3, 5), dtype=np.float32)})
+    assert field_info(p).dtype == "float32" and field_info(p).shape == (3, 5)

@@ -199,9 +199,13 @@ def field_info(path: str | os.PathLike, var: str = "Omega") -> FieldInfo:
                 shape = tuple(int(s) for s in reversed(obj.shape))
                 if obj.attrs.get("MATLAB_empty", 0):
                     shape = (0, 0)
-                dtype = _NUMERIC_CLASSES.get(cls) if "MATLAB_class" in obj.attrs else None
-                if dtype is None:
-                    dtype = _h5_numeric_dtype(path, var, obj.dtype, cls)
+                stored = _h5_numeric_dtype(path, var, obj.dtype, cls)  # refuses complex
+                if "MATLAB_class" in obj.attrs:
+                    dtype = _NUMERIC_CLASSES.get(cls)
+                    if dtype is None:  # logical, char, cell references, ...
+                        raise _non_numeric(path, var, f"MATLAB class '{cls}'")
+                else:  # plain HDF5 written by another tool
+                    dtype = stored
         except OSError as e:
             raise InputError(path, _var(var), f"unreadable HDF5 ({_short(e)})", "MAT v7.3") from e
     else:
