@@ -31,9 +31,27 @@ def test_read_field_round_trips_any_shape_and_dtype(a, fmt):
     with tempfile.TemporaryDirectory() as d:
         p = write_field(Path(d) / "x.mat", a, fmt)
         b = read_field(p)
+        c = read_field(p, dtype=np.float32)
     assert b.dtype == a.dtype
-    assert b.shape == a.shape
+    assert b.shape == a.shape and b.flags.c_contiguous
     np.testing.assert_array_equal(b, a)
+    assert c.dtype == np.float32 and c.flags.c_contiguous
+    np.testing.assert_array_equal(c, a.astype(np.float32))
+
+
+@_SETTINGS
+@given(
+    a=hnp.arrays(
+        dtype=st.sampled_from([np.int16, np.int32, np.uint8]),
+        shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+    ),
+    fmt=st.sampled_from(["v5", "v5c", "v73"]),
+)
+def test_integer_fields_load_as_float64(a, fmt):
+    with tempfile.TemporaryDirectory() as d:
+        b = read_field(write_field(Path(d) / "x.mat", a, fmt))
+    assert b.dtype == np.float64
+    np.testing.assert_array_equal(b, a.astype(np.float64))
 
 
 @_SETTINGS
