@@ -234,3 +234,127 @@ def test_evaluate_rollouts_rejects_mismatched_raw(tmp_path, rng):
             raw_gt=np.zeros((2, 3, 16, 16), np.float32),
             progress=False,
         )
+
+
+def _tiny_vqvae():
+    import jax.random as jr
+
+    from vqturb.models import VQVAEConfig, build_model
+
+    cfg = VQVAEConfig(
+        resolution=16,
+        base_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        hidden_dim=8,
+        codebook_dim=4,
+        vocab_size=8,
+        var_mode=True,
+        scales=SCALES,
+        norm_groups=2,
+    )
+    return build_model(cfg, key=jr.key(0)), cfg
+
+
+def test_vqvae_decoder_maps_unified_ids_and_denormalises(tmp_path, rng):
+    import jax.numpy as jnp
+
+    model, _ = _tiny_vqvae()
+    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
+    # a non-trivial unified -> original map: scale 2's ids reversed
+    u2o = np.r_[0, np.arange(4), np.arange(8)[::-1]].astype(np.int32)
+    ts = RE.TokenSet(**{**ts.__dict__, "unified_to_original": u2o})
+    decode = RE.vqvae_decoder(model, ts, batch_size=4)
+    rows = _rows(rng, 5)  # not a multiple of the batch: the last batch is padded
+    got = decode(rows)
+    assert got.shape == (5, 16, 16)
+    orig = u2o[rows]
+    idx = (
+        jnp.asarray(orig[:, :1].reshape(5, 1, 1)),
+        jnp.asarray(orig[:, 1:5].reshape(5, 2, 2)),
+        jnp.asarray(orig[:, 5:].reshape(5, 4, 4)),
+    )
+    want = np.asarray(model.decode_indices(idx)) * 2.0 + 0.5
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert decode(rows.reshape(5, 1, T)).shape == (5, 1, 16, 16)  # leading dims kept
+
+
+def _checkpoints(tmp_path, rng):
+    from vqturb.training import checkpoint
+    from vqturb.utils.fileio import file_sha256
+
+    vq, vq_cfg = _tiny_vqvae()
+    nsp = _tiny_nsp()
+    vq_path = tmp_path / "vq.eqx"
+    nsp_path = tmp_path / "nsp.eqx"
+    checkpoint.save_model(vq_path, vq, kind="vqvae", config=vq_cfg.to_dict())
+    checkpoint.save_model(nsp_path, nsp, kind="nsp", config=nsp.config.to_dict(), meta={"step": 7})
+    tok = _tokens_file(tmp_path, rng)
+    z = dict(np.load(tok))
+    z["checkpoint_sha256"] = file_sha256(vq_path)
+    np.savez(tok, **z)
+    return nsp_path, vq_path, tok
+
+
+@pytest.mark.slow
+def test_eval_nsp_command_end_to_end(tmp_path, rng):
+    from vqturb.cli import main
+
+    nsp_path, vq_path, tok = _checkpoints(tmp_path, rng)
+    out = tmp_path / "eval"
+    rc = main(
+        [
+            "eval-nsp",
+            "--nsp_checkpoint",
+            str(nsp_path),
+            "--vqvae_checkpoint",
+            str(vq_path),
+            "--tokens_path",
+            str(tok),
+            "--n_samples",
+            "2",
+            "--n_steps",
+            "4",
+            "--chunk",
+            "2",
+            "--top_k",
+            "3",
+            "--output_dir",
+            str(out),
+            "--no_progress",
+        ]
+    )
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["settings"]["split"] == "test" and m["settings"]["nsp_step"] == 7
+    assert m["n_steps"] == 4 and len(m["starts"]) == 2
+    assert (out / "report.html").stat().st_size > 10_000
+    z = np.load(out / "tokens_rollout.npz")
+    assert z["generated"].shape == (2, 5, T)
+    # a tokens file from another VQ-VAE checkpoint is refused with exit code 2
+    z2 = dict(np.load(tok))
+    z2["checkpoint_sha256"] = "0" * 64
+    bad = tmp_path / "other.npz"
+    np.savez(bad, **z2)
+    rc = main(
+        [
+            "eval-nsp",
+            "--nsp_checkpoint",
+            str(nsp_path),
+            "--vqvae_checkpoint",
+            str(vq_path),
+            "--tokens_path",
+            str(bad),
+            "--output_dir",
+            str(out),
+            "--no_progress",
+        ]
+    )
+    assert rc == 2
+
+
+def test_eval_nsp_rejects_bad_flags(tmp_path):
+    with pytest.raises(InputError, match="--top_p"):
+        RE.evaluate_nsp("a", "b", "c", tmp_path, top_p=1.5)
+    with pytest.raises(InputError, match="--n_samples"):
+        RE.evaluate_nsp("a", "b", "c", tmp_path, n_samples=0)
