@@ -537,3 +537,8 @@ def count_parameters(model: NextScalePredictor) -> int:
     """Number of trained parameters (the frozen codebook excluded)."""
     params, _ = eqx.partition(model, trainable_spec(model))
     return sum(int(x.size) for x in jax.tree.leaves(params))
+
+
+def build_from_dict(config: Mapping[str, Any]) -> NextScalePredictor:
+    """Checkpoint builder (kind ``"nsp"``): the skeleton from a header's config dict."""
+    return build_nsp(NSPConfig.from_dict(config))

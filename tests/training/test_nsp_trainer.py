@@ -1,0 +1,196 @@
+"""NSP training: pairs and splits, bad input, learning a known rule, checkpoints, exact resume,
+the command line and data parallelism."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+from vqturb.cli import main
+from vqturb.errors import InputError
+from vqturb.models.nsp import NSPConfig
+from vqturb.training import checkpoint as ck
+from vqturb.training.nsp_trainer import (
+    NSPTrainConfig,
+    load_nsp_tokens,
+    make_pairs,
+    split_pairs,
+    synthetic_tokens,
+    train_nsp,
+    write_synthetic_tokens,
+)
+from vqturb.utils.fileio import atomic_save_npz, file_sha256
+
+# one tiny trunk for every run in this file: the compiled step is shared between tests
+TRUNK = {"n_layer": 2, "n_head": 2, "n_embd": 32}
+
+
+def arrays_of(model):
+    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(model, eqx.is_array))]
+
+
+def read_metrics(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tokens_path(tmp_path_factory):
+    d = tmp_path_factory.mktemp("nsp")
+    vq = d / "vqvae.eqx"
+    vq.write_bytes(b"stand-in VQ-VAE checkpoint")
+    return write_synthetic_tokens(
+        d / "tokens.npz", n_traj=4, n_steps=12, checkpoint_sha256=file_sha256(vq)
+    )
+
+
+def config(tokens_path, run_dir, **kw):
+    base = dict(
+        tokens_path=str(tokens_path),
+        vqvae_checkpoint=str(Path(tokens_path).parent / "vqvae.eqx"),
+        checkpoint_dir=str(run_dir),
+        batch_size=4,
+        lr=1e-3,
+        log_every=2,
+        save_every=3,
+        val_every=100,
+        progress=False,
+    )
+    base.update(kw)
+    return NSPTrainConfig(**base)
+
+
+def model_config(tokens_path):
+    return NSPConfig.from_tokens(load_nsp_tokens(tokens_path).fields, **TRUNK)
+
+
+def test_pairs_stay_in_trajectory_and_split_is_by_trajectory(tmp_path):
+    arrays = synthetic_tokens(n_traj=5, n_steps=6)
+    # drop one snapshot: time index 3 of trajectory 1 (a gap: pairs across it must not exist)
+    keep = ~((arrays["trajectory_id"] == 1) & (arrays["time_index"] == 3))
+    for f in ("indices_flat", "vectors_flat", "trajectory_id", "time_index"):
+        arrays[f] = arrays[f][keep]
+    atomic_save_npz(tmp_path / "t.npz", **arrays)
+    tok = load_nsp_tokens(tmp_path / "t.npz")
+    for dt in (1, 2):
+        pairs = make_pairs(tok, dt)
+        tr, ti = tok.trajectory_id, tok.time_index
+        assert (tr[pairs[:, 0]] == tr[pairs[:, 1]]).all()
+        assert (ti[pairs[:, 1]] - ti[pairs[:, 0]] == dt).all()
+        # 5 trajectories x (6 - dt) pairs, minus those touching the gap
+        assert len(pairs) == 5 * (6 - dt) - 2
+        train, val, val_trajs = split_pairs(tok, pairs, 0.2, seed=0)
+        assert len(val_trajs) == 1 and len(train) + len(val) == len(pairs)
+        assert set(tr[val[:, 0]]) == set(val_trajs)
+        assert not set(tr[train[:, 0]]) & set(val_trajs)
+
+
+def test_bad_inputs_are_clear_input_errors(tmp_path, tokens_path):
+    arrays = synthetic_tokens(n_traj=2, n_steps=3)
+    missing = {k: v for k, v in arrays.items() if k not in ("codebook", "time_index")}
+    atomic_save_npz(tmp_path / "missing.npz", **missing)
+    with pytest.raises(InputError, match="missing codebook, time_index"):
+        load_nsp_tokens(tmp_path / "missing.npz")
+    bad = dict(arrays)
+    bad["indices_flat"] = bad["indices_flat"].copy()
+    bad["indices_flat"][0, 0] = 3  # scale 0 has the single id 0
+    atomic_save_npz(tmp_path / "range.npz", **bad)
+    with pytest.raises(InputError, match="scale 0"):
+        load_nsp_tokens(tmp_path / "range.npz")
+    tok = load_nsp_tokens(tokens_path)
+    with pytest.raises(InputError, match="longer than --dt 12"):
+        make_pairs(tok, 12)
+    other = tmp_path / "other.eqx"
+    other.write_bytes(b"a different checkpoint")
+    cfg = config(tokens_path, tmp_path / "run", vqvae_checkpoint=str(other))
+    with pytest.raises(InputError, match="checkpoint_sha256"):
+        train_nsp(model_config(tokens_path), cfg)
+    # the command line prints one line and exits 2
+    rc = main(["train-nsp", "--tokens_path", str(tokens_path), "--vqvae_checkpoint", str(other)])
+    assert rc == 2
+
+
+def test_learns_the_rule_logs_per_scale_and_leaves_final(tmp_path, tokens_path):
+    run = tmp_path / "run"
+    cfg = config(tokens_path, run, all_scales=True, max_steps=120, log_every=20)
+    res = train_nsp(model_config(tokens_path), cfg)
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < 0.75 * losses[0], losses
+    records = read_metrics(run / "metrics.jsonl")
+    train = [r for r in records if r["kind"] == "train"]
+    assert {"loss_s1", "loss_s2", "acc_s1", "acc_s2", "tokens_per_s"} <= set(train[-1])
+    assert [r for r in records if r["kind"] == "val"]  # validation at the end
+    model, header = ck.load_model(run / "final.eqx", kind="nsp")
+    assert header["meta"]["step"] == 120 and header["config"] == model_config(tokens_path).to_dict()
+    assert model.config == model_config(tokens_path)
+    # the frozen codebook is the tokens file's, untouched by training
+    np.testing.assert_array_equal(np.asarray(model.codebook), load_nsp_tokens(tokens_path).codebook)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tokens_path):
+    mc = model_config(tokens_path)
+    full = train_nsp(mc, config(tokens_path, tmp_path / "full", max_steps=6))
+    train_nsp(mc, config(tokens_path, tmp_path / "part", max_steps=3))
+    resumed = train_nsp(mc, config(tokens_path, tmp_path / "part", max_steps=6, resume="auto"))
+    a, _ = ck.load_model(full.final_path, kind="nsp")
+    b, _ = ck.load_model(resumed.final_path, kind="nsp")
+    for x, y in zip(arrays_of(a), arrays_of(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # the SPEC-mode run logged only the scale it drew: per-scale keys appear over the run
+    assert any("loss_s2" in r for r in read_metrics(tmp_path / "full" / "metrics.jsonl"))
+
+
+def test_cli_trains_and_writes_final(tmp_path, tokens_path):
+    run = tmp_path / "cli"
+    vq = Path(tokens_path).parent / "vqvae.eqx"
+    args = ["train-nsp", "--tokens_path", str(tokens_path), "--vqvae_checkpoint", str(vq)]
+    args += ["--checkpoint_dir", str(run), "--max_steps", "2", "--batch_size", "4", "--lr", "1e-3"]
+    args += ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--log_every", "2"]
+    assert main(args) == 0
+    assert (run / "final.eqx").is_file()
+    header = ck.read_header(run / "final.eqx")
+    assert header["kind"] == "nsp" and header["config"]["n_embd"] == 32
+    assert json.loads((run / "config.json").read_text())["train"]["optimizer"] == "lion"
+
+
+SCRIPT = r"""
+import json, sys
+sys.path.insert(0, {tests!r})
+import jax
+assert jax.device_count() == 4, jax.devices()
+from test_nsp_trainer import config, model_config
+from vqturb.training.nsp_trainer import train_nsp
+train_nsp(model_config({tokens!r}), config({tokens!r}, {run!r}, max_steps=4, log_every=1))
+"""
+
+
+@pytest.mark.slow
+def test_data_parallel_matches_single_device(tmp_path, tokens_path):
+    """4 forced host devices give the same losses as one (reductions split differently over the
+    devices may change the last bits, hence the tolerance)."""
+    train_nsp(
+        model_config(tokens_path), config(tokens_path, tmp_path / "one", max_steps=4, log_every=1)
+    )
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    code = SCRIPT.format(
+        tests=str(Path(__file__).parent), tokens=str(tokens_path), run=str(tmp_path / "four")
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    losses = {
+        n: [x["loss"] for x in read_metrics(tmp_path / n / "metrics.jsonl") if x["kind"] == "train"]
+        for n in ("one", "four")
+    }
+    assert len(losses["one"]) == 4
+    np.testing.assert_allclose(losses["four"], losses["one"], rtol=1e-5)
