@@ -14,6 +14,7 @@ import importlib
 # name -> "module:register function"
 BENCHES: dict[str, str] = {
     "rd": "vqturb.cli.bench:register_rd",
+    "train": "vqturb.cli.train_vqvae:register_bench",
     "rollout": "vqturb.cli.bench_rollout:register",
 }
 

@@ -1,0 +1,275 @@
+"""`vqturb train-vqvae`: train VQVAE2d or (``--var_mode``) VARVQVAE2d on a dataset.
+
+Flag precedence: a flag given on the command line > ``--preset`` > the SPEC default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+# SPEC defaults (../shared/SPEC.md, "Key Hyperparameters" and "Training").
+MODEL_DEFAULTS = {
+    "hidden_dim": 512,
+    "codebook_dim": 64,
+    "vocab_size": 512,
+    "commitment_weight": 0.25,
+    "base_channels": 128,
+    "channel_mult": (1, 2, 4, 4),
+    "num_res_blocks": 2,
+    "var_mode": False,
+    "scales": (1, 2, 4, 8, 16),
+    "decay": 0.99,
+}
+TRAIN_DEFAULTS = {"epochs": 100, "batch_size": 16, "lr": 1e-4}
+
+# Training settings a preset changes besides the model (the model part is VQVAEConfig.preset).
+TRAIN_PRESETS = {
+    "cpu": {"batch_size": 8, "lr": 1e-3, "epochs": 20, "save_every": 200, "val_every": 200},
+}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    """The SPEC's model flags (shared with `vqturb bench train`). Defaults are resolved later."""
+    d = MODEL_DEFAULTS
+    p.add_argument("--hidden_dim", type=int, help=f"bottleneck width (default {d['hidden_dim']})")
+    p.add_argument(
+        "--codebook_dim",
+        type=int,
+        help=f"codebook embedding dimension (default {d['codebook_dim']})",
+    )
+    p.add_argument(
+        "--vocab_size", type=int, help=f"codebook vectors per codebook (default {d['vocab_size']})"
+    )
+    p.add_argument(
+        "--commitment_weight",
+        type=float,
+        help=f"commitment loss weight β (default {d['commitment_weight']})",
+    )
+    p.add_argument(
+        "--base_channels", type=int, help=f"base channel count (default {d['base_channels']})"
+    )
+    p.add_argument(
+        "--channel_mult",
+        type=_ints,
+        help="channel multipliers per stage; each halves the resolution (default 1,2,4,4)",
+    )
+    p.add_argument(
+        "--num_res_blocks", type=int, help=f"ResBlocks per stage (default {d['num_res_blocks']})"
+    )
+    p.add_argument(
+        "--var_mode",
+        action="store_true",
+        default=None,
+        help="VAR multi-scale residual quantization (VARVQVAE2d)",
+    )
+    p.add_argument(
+        "--scales", type=_ints, help="scales for VAR mode, last = latent grid (default 1,2,4,8,16)"
+    )
+    p.add_argument("--decay", type=float, help=f"EMA decay of the codebook (default {d['decay']})")
+    p.add_argument(
+        "--per_scale_codebooks",
+        action="store_true",
+        default=None,
+        help="VAR mode: one codebook per scale instead of one shared codebook",
+    )
+    p.add_argument(
+        "--attention", action="store_true", default=None, help="self-attention at the bottleneck"
+    )
+    p.add_argument(
+        "--preset",
+        choices=["cpu"],
+        help="a small configuration that trains in minutes on 2 CPU cores",
+    )
+
+
+def default_scales(latent: int) -> tuple[int, ...]:
+    """VAR scales for a latent grid of side ``latent``: powers of two up to it (1,2,4,8,16 for the
+    SPEC's 16x16 grid), ending exactly at ``latent``."""
+    s, out = 1, []
+    while s < latent:
+        out.append(s)
+        s *= 2
+    return (*out, latent)
+
+
+def _channel_mult(args: argparse.Namespace) -> tuple[int, ...]:
+    from vqturb.models import PRESETS
+
+    if args.channel_mult is not None:
+        return args.channel_mult
+    preset = PRESETS[args.preset] if args.preset else {}
+    return tuple(preset.get("channel_mult", MODEL_DEFAULTS["channel_mult"]))
+
+
+def resolve_model_config(args: argparse.Namespace, resolution: int):
+    """Build a VQVAEConfig for ``resolution``² fields from SPEC defaults, then the preset, then
+    the flags given. Without ``--scales``, VAR scales follow the latent grid (SPEC: 1,2,4,8,16)."""
+    from vqturb.models import PRESETS, VQVAEConfig
+
+    base = dict(PRESETS[args.preset]) if args.preset else {}
+    base.update({k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k, None) is not None})
+    if getattr(args, "per_scale_codebooks", None):
+        base["shared_codebook"] = False
+    if getattr(args, "attention", None):
+        base["attention"] = True
+    base["resolution"] = resolution
+    if getattr(args, "scales", None) is None:
+        base["scales"] = default_scales(max(1, resolution // 2 ** len(_channel_mult(args))))
+    return VQVAEConfig(**base)
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "train-vqvae",
+        help="train a VQ-VAE (VQVAE2d or VARVQVAE2d) on turbulence fields",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--data_dir",
+        required=True,
+        help="folder of .mat files / trajectory folders, or HDF5 file(s)",
+    )
+    p.add_argument("--var", default="Omega", help="variable inside .mat files (default Omega)")
+    p.add_argument(
+        "--h5_key", default=None, help="dataset path inside HDF5 files (default: The Well layout)"
+    )
+    p.add_argument("--epochs", type=int, help="passes over the training split (default 100)")
+    p.add_argument(
+        "--batch_size", type=int, help="global batch size, split over devices (default 16)"
+    )
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+    add_model_flags(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--checkpoint_dir", default="runs/vqvae", help="run folder (default runs/vqvae)")
+    p.add_argument("--save_every", type=int, help="checkpoint period in steps (default 500)")
+    p.add_argument("--val_every", type=int, help="validation period in steps (default 500)")
+    p.add_argument("--log_every", type=int, default=10, help="metrics period in steps (default 10)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="'auto' (newest checkpoint in --checkpoint_dir) or a ckpt_*.eqx path",
+    )
+    p.add_argument("--max_steps", type=int, default=None, help="stop after this many steps")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="compute precision (default fp32)",
+    )
+    p.add_argument(
+        "--no_kmeans_init", action="store_true", help="do not initialise codebooks by k-means"
+    )
+    p.add_argument(
+        "--wandb_project",
+        default=None,
+        help="also log to this wandb project (if wandb is installed)",
+    )
+    p.add_argument("--wandb_name", default=None, help="wandb run name")
+    p.set_defaults(func=run)
+    return p
+
+
+def resolve_train_config(args: argparse.Namespace):
+    from vqturb.training.vqvae_trainer import VQVAETrainConfig
+
+    base = {**TRAIN_DEFAULTS, "save_every": 500, "val_every": 500}
+    if args.preset:
+        base.update(TRAIN_PRESETS[args.preset])
+    for k in ("epochs", "batch_size", "lr", "save_every", "val_every"):
+        if getattr(args, k) is not None:
+            base[k] = getattr(args, k)
+    return VQVAETrainConfig(
+        data_dir=args.data_dir,
+        checkpoint_dir=args.checkpoint_dir,
+        var=args.var,
+        h5_key=args.h5_key,
+        seed=args.seed,
+        log_every=args.log_every,
+        resume=args.resume,
+        max_steps=args.max_steps,
+        precision=args.precision,
+        kmeans_init=not args.no_kmeans_init,
+        wandb_project=args.wandb_project,
+        wandb_name=args.wandb_name,
+        **base,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from vqturb.data import open_dataset
+    from vqturb.training.vqvae_trainer import train_vqvae
+
+    ds = open_dataset(args.data_dir, var=args.var, h5_key=args.h5_key)
+    # Check divisibility against the data first: that error names the offending file.
+    ds.check_divisible(2 ** len(_channel_mult(args)))
+    model_cfg = resolve_model_config(args, ds.shape[0])
+    train_cfg = resolve_train_config(args)
+    result = train_vqvae(model_cfg, train_cfg)
+    print(f"final model: {result.final_path}")
+    if result.val_metrics:
+        print(
+            "validation: "
+            + json.dumps(
+                {
+                    k: round(v, 5) if isinstance(v, float) else v
+                    for k, v in result.val_metrics.items()
+                }
+            )
+        )
+    return 0
+
+
+def register_bench(sub) -> argparse.ArgumentParser:
+    """`vqturb bench train`: training-step throughput for the model flags given."""
+    p = sub.add_parser(
+        "train",
+        help="VQ-VAE training throughput: images/s, ms/step, GFLOP/step, fraction of matmul peak",
+        description="Times the jitted VQ-VAE training step on random fields and prints one JSON line.",
+    )
+    add_model_flags(p)
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="field side length (default 256, or the preset's)",
+    )
+    p.add_argument("--batch_size", type=int, default=4, help="batch size (default 4)")
+    p.add_argument(
+        "--steps", type=int, default=10, help="timed steps after compilation (default 10)"
+    )
+    p.add_argument(
+        "--precision", choices=["fp32", "bf16"], default="fp32", help="compute precision"
+    )
+    p.set_defaults(func=run_bench)
+    return p
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from vqturb.models import PRESETS
+    from vqturb.training.bench import bench_train
+
+    resolution = args.resolution or PRESETS[args.preset or "default"].get("resolution", 256)
+    cfg = resolve_model_config(args, resolution)
+    print(
+        json.dumps(
+            bench_train(
+                cfg,
+                resolution=resolution,
+                batch_size=args.batch_size,
+                steps=args.steps,
+                precision=args.precision,
+            )
+        )
+    )
+    return 0
