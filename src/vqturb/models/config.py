@@ -184,7 +184,7 @@ class VQVAEConfig:
             raise InputError(
                 None, "model config", f"unknown keys {unknown}", f"keys among {sorted(names)}"
             )
-        return cls(**d)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> VQVAEConfig:
