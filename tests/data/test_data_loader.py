@@ -130,3 +130,18 @@ def test_fingerprint_changes_with_what_decides_the_order(ds):
     assert BatchLoader(sub, 5, seed=1).fingerprint != fp
     assert BatchLoader(ds.split().train, 4, seed=1).fingerprint != fp
     assert PairLoader(sub, 4, dt=1).fingerprint != PairLoader(sub, 4, dt=2).fingerprint
+
+
+def test_larger_than_cache_streams_with_prefetch(tmp_path):
+    for i in range(2):
+        fields = np.stack([np.full((4, 4), 1000.0 * i + t) for t in range(10)])
+        write_trajectory(tmp_path / "ds" / f"traj_{i}", fields)
+    small = open_dataset(tmp_path / "ds", cache_bytes=3 * 4 * 4 * 4)  # 3 of 20 snapshots
+    loader = BatchLoader(small.all(), 4, seed=5, prefetch=3)
+    n = 3 * loader.steps_per_epoch
+    for step, x in enumerate(loader.iterate(num_steps=n)):
+        idx = loader.indices_at(step)
+        np.testing.assert_array_equal(x[:, 0, 0], [1000.0 * (i // 10) + i % 10 for i in idx])
+        info = small.cache_info()
+        assert info["bytes"] <= info["max_bytes"] and info["items"] <= 3
+    assert small.cache_info()["misses"] > 20  # it really re-read from disk
