@@ -328,3 +328,51 @@ def test_inspect_lists_bad_first_files_and_other_shapes(tmp_path, rng):
     # a wrong variable everywhere is still one error, not one per file
     with pytest.raises(InputError, match="'psi'"):
         inspect_dataset(folder, var="psi", progress=False)
+
+
+def test_hidden_files_are_ignored(tmp_path, rng):
+    fields = rng.standard_normal((3, 4, 4))
+    write_trajectory(tmp_path / "run", fields)
+    (tmp_path / "run" / "._2.mat").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 60)  # AppleDouble
+    (tmp_path / "run" / ".3.a8f2k.mat").write_bytes(b"MATLAB 5.0 half-writ")  # atomic temp
+    (tmp_path / "run" / "generate.json").write_text("{}")
+    ds = open_dataset(tmp_path / "run")
+    assert [p.name for p in ds.trajectories[0].files] == ["1.mat", "2.mat", "3.mat"]
+    assert inspect_dataset(tmp_path / "run", progress=False).ok
+
+
+def test_dataset_pickles_for_worker_processes(tmp_path, rng):
+    import pickle
+
+    fields = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    p = write_well(tmp_path / "w.h5", fields)
+    ds = open_dataset(p)
+    ds.get(1, 2)  # opens the file and fills the cache
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.cache_info()["items"] == 0
+    np.testing.assert_array_equal(clone.get(1, 2), fields[1, 2])
+    clone.close()
+    ds.close()
+
+
+def test_several_hdf5_files_and_per_trajectory_times(tmp_path, rng):
+    folder = tmp_path / "h5s"
+    folder.mkdir()
+    for k in range(2):
+        with h5py.File(folder / f"part{k}.h5", "w") as f:
+            f.create_dataset("t0_fields/vorticity", data=rng.standard_normal((2, 3, 4, 4)))
+            f.create_dataset("dimensions/time", data=np.arange(6.0).reshape(2, 3) + 10 * k)
+    ds = open_dataset(folder)
+    assert [tr.name for tr in ds.trajectories] == [
+        "part0.h5[0]",
+        "part0.h5[1]",
+        "part1.h5[0]",
+        "part1.h5[1]",
+    ]
+    np.testing.assert_array_equal(ds.times(3), [13.0, 14.0, 15.0])
+    ds.close()
+    with h5py.File(folder / "part2.h5", "w") as f:
+        f.create_dataset("t0_fields/vorticity", data=rng.standard_normal((1, 3, 8, 8)))
+    with pytest.raises(InputError) as e:
+        open_dataset(folder)
+    assert "part2.h5" in str(e.value) and "part0.h5" in str(e.value)

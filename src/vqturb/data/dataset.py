@@ -285,6 +285,20 @@ class Dataset:
                 f.close()
             self._h5_files.clear()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # For process-based workers: open HDF5 handles, locks and cached arrays stay behind;
+        # the copy reopens files on first use and starts with an empty cache of the same bound.
+        state = self.__dict__.copy()
+        state["_h5_files"] = {}
+        state["_h5_lock"] = None
+        state["_cache"] = self._cache.max_bytes
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._h5_lock = threading.Lock()
+        self._cache = _LRUCache(state["_cache"])
+
     def __enter__(self) -> Dataset:
         return self
 
@@ -597,9 +611,15 @@ def _is_h5_file(p: Path) -> bool:
     return p.suffix.lower() in readers.H5_SUFFIXES
 
 
+def _visible(folder: Path) -> list[Path]:
+    # Hidden names are never data: ".1.x8f2.mat" is a temporary file of an atomic write still in
+    # progress (vqturb.utils.fileio), "._1.mat" an AppleDouble file left by macOS copies.
+    return [p for p in folder.iterdir() if not p.name.startswith(".")]
+
+
 def _mat_files(folder: Path) -> list[Path]:
     return natural_sorted(
-        [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in readers.MAT_SUFFIXES]
+        [p for p in _visible(folder) if p.is_file() and p.suffix.lower() in readers.MAT_SUFFIXES]
     )
 
 
@@ -649,7 +669,7 @@ def open_dataset(
 def _open_folder(
     folder: Path, var: str, h5_key: str | None, cache_bytes: int, strict: bool = True
 ) -> Dataset:
-    entries = list(folder.iterdir())
+    entries = _visible(folder)
     mats = _mat_files(folder)
     h5s = natural_sorted([p for p in entries if p.is_file() and _is_h5_file(p)])
     trajs = [
