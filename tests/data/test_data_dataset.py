@@ -376,3 +376,14 @@ def test_several_hdf5_files_and_per_trajectory_times(tmp_path, rng):
     with pytest.raises(InputError) as e:
         open_dataset(folder)
     assert "part2.h5" in str(e.value) and "part0.h5" in str(e.value)
+
+
+def test_normalization_on_a_subsample(three_traj):
+    folder, fields = three_traj
+    sub = open_dataset(folder).all()
+    norm = compute_normalization(sub, max_snapshots=5)
+    pos = np.linspace(0, len(sub) - 1, 5).round().astype(int)
+    allv = np.concatenate(fields)
+    vals = np.stack([allv[p] for p in pos])
+    np.testing.assert_allclose([norm.mean, norm.std], [vals.mean(), vals.std()], rtol=1e-10)
+    assert compute_normalization(sub, max_snapshots=10**6) == compute_normalization(sub)

@@ -569,11 +569,15 @@ class RunningStats:
         return math.sqrt(self.m2 / self.n) if self.n else math.nan
 
 
-def compute_normalization(subset: Subset, *, progress: bool = False) -> Normalization:
+def compute_normalization(
+    subset: Subset, *, max_snapshots: int | None = None, progress: bool = False
+) -> Normalization:
     """Mean and std of every value in ``subset``, in one streaming pass (memory: one snapshot).
 
     Args:
         subset: usually the training split (statistics must not see validation data).
+        max_snapshots: use at most this many snapshots, evenly spaced through the subset
+            (deterministic), for datasets too large to read twice; ``None``: all of them.
         progress: show a progress bar on stderr.
 
     Raises:
@@ -583,9 +587,14 @@ def compute_normalization(subset: Subset, *, progress: bool = False) -> Normaliz
 
     if len(subset) == 0:
         raise InputError(subset.dataset.source, None, f"subset '{subset.name}' is empty", "data")
+    n = len(subset)
+    if max_snapshots is not None and 0 < max_snapshots < n:
+        positions = np.unique(np.linspace(0, n - 1, max_snapshots).round().astype(np.int64))
+    else:
+        positions = np.arange(n)
     stats = RunningStats()
-    with Progress(len(subset), desc="normalisation", unit="snap", disable=not progress) as bar:
-        for i in range(len(subset)):
+    with Progress(len(positions), desc="normalisation", unit="snap", disable=not progress) as bar:
+        for i in positions:
             # statistics in the stored precision (float32 would lose the spread of a field
             # whose |mean| >> std); the float32 copy still warms the cache for training
             traj, t = (int(v) for v in subset.refs[i])
@@ -597,7 +606,7 @@ def compute_normalization(subset: Subset, *, progress: bool = False) -> Normaliz
         raise InputError(
             subset.dataset.source,
             f"variable '{subset.dataset.var}'",
-            f"standard deviation 0 over {len(subset)} snapshots (every value is {stats.mean})",
+            f"standard deviation 0 over {len(positions)} snapshots (every value is {stats.mean})",
             "fields that vary",
         )
     return Normalization(mean=stats.mean, std=stats.std)
