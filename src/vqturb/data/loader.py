@@ -13,8 +13,10 @@ grain only has to evaluate it ahead of time, in order, on ``prefetch`` threads w
 ``prefetch`` elements, and it propagates exceptions (an :class:`InputError` raised while reading a
 bad file reaches the training loop unchanged). We do not use grain's own shuffle so that the
 order stays defined by this module alone (and ``batch_at`` can be called without grain). Threads,
-not processes: reading .mat/HDF5 spends its time in zlib, file I/O and NumPy copies, which
-release the GIL, and threads share the snapshot cache.
+not processes: threads share the snapshot cache, and most of the read time (file I/O, zlib,
+NumPy copies; the v5 fast path is nothing else) releases the GIL; scipy's generic MAT parser
+and h5py hold it, so those formats gain less from more threads (``benchmarks/bench_loader.py``
+measures prefetch against none). A :class:`Dataset` pickles, so a process pool remains possible.
 """
 
 from __future__ import annotations
