@@ -170,7 +170,7 @@ class VQVAETokenizer:
 
     # ---------------------------------------------------------------- scanning
 
-    def _batches(self, src, with_recon: bool = False):
+    def _batches(self, src):
         n = len(src)
         for start in range(0, n, self.batch_size):
             idx = np.arange(start, min(n, start + self.batch_size))

@@ -209,11 +209,9 @@ def _table_split(ds: Any, all_subset: Any) -> tuple[np.ndarray, np.ndarray | Non
         splits = ds.split()
     except InputError:
         return np.arange(len(all_subset)), None
-    keys = {tuple(r) for r in np.asarray(all_subset.refs).tolist()}
-    del keys
+    lookup = {tuple(r): i for i, r in enumerate(np.asarray(all_subset.refs).tolist())}
 
     def positions(sub):
-        lookup = {tuple(r): i for i, r in enumerate(np.asarray(all_subset.refs).tolist())}
         return np.array([lookup[tuple(r)] for r in np.asarray(sub.refs).tolist()], dtype=np.int64)
 
     tr = positions(splits.train)
