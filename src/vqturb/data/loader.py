@@ -77,6 +77,13 @@ class _Schedule:
         return self.permutation(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
 
 
+def _normalize_inplace(x: np.ndarray, norm: Normalization) -> None:
+    # the batch is a fresh array: normalise it in place (bitwise equal to norm.apply(x), whose
+    # Python-float scalars are "weak" and computed in float32 too) without two temporaries
+    np.subtract(x, norm.mean, out=x)
+    np.divide(x, norm.std, out=x)
+
+
 def _fingerprint(kind: str, subset: Subset, schedule: _Schedule, extra: str = "") -> str:
     ds = subset.dataset
     h = hashlib.sha256()
@@ -158,7 +165,7 @@ class BatchLoader:
         """The batch at global step ``step``: float32 ``[B, H, W]`` (normalised if configured)."""
         x = self.subset.get_batch(self.indices_at(step))
         if self.normalization is not None:
-            x = self.normalization.apply(x)
+            _normalize_inplace(x, self.normalization)
         return x
 
     def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[np.ndarray]:
@@ -228,7 +235,8 @@ class PairLoader:
         x0 = self.subset.get_batch(rows[:, 0])
         x1 = self.subset.get_batch(rows[:, 1])
         if self.normalization is not None:
-            x0, x1 = self.normalization.apply(x0), self.normalization.apply(x1)
+            _normalize_inplace(x0, self.normalization)
+            _normalize_inplace(x1, self.normalization)
         return x0, x1
 
     def iterate(
