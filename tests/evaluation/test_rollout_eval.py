@@ -87,6 +87,16 @@ def test_split_single_trajectory_and_fallbacks():
     assert name == "val" and len(fr) == 1  # two trajectories: no test split, use val
 
 
+def test_heldout_frames_prefer_the_nsp_record(tmp_path, rng):
+    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
+    name, fr = RE.heldout_frames(ts, {"val_trajectories": [3, 99]})
+    assert "NSP" in name and list(fr) == [3] and list(fr[3]) == list(range(12))
+    name, fr = RE.heldout_frames(ts, {})
+    assert name == "test"
+    name, _ = RE.heldout_frames(ts, {"val_trajectories": []})
+    assert "in-sample" in name
+
+
 def test_choose_starts_and_windows(tmp_path, rng):
     ts = RE.load_tokens(_tokens_file(tmp_path, rng))
     frames = {1: np.arange(12), 3: np.arange(12)}
@@ -327,6 +337,9 @@ def test_eval_nsp_command_end_to_end(tmp_path, rng):
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["settings"]["split"] == "test" and m["settings"]["nsp_step"] == 7
+    assert {st[0] for st in m["starts"]} <= {
+        int(i) for i in np.unique(np.load(tok)["trajectory_id"])
+    }
     assert m["n_steps"] == 4 and len(m["starts"]) == 2
     assert (out / "report.html").stat().st_size > 10_000
     z = np.load(out / "tokens_rollout.npz")

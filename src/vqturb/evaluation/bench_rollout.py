@@ -221,18 +221,29 @@ def benchmark_rollout(
         keys = jr.split(jr.key(seed + 1), batch)
         omega0 = np.stack([np.asarray(random_vorticity(k, res)) for k in keys]).astype(np.float32)
         velocity_source = "random field with the generator's initial spectrum (energy 0.5)"
+    # generate.json keeps the physics under "parameters" and the step it used at the top level
+    par = gen.get("parameters", gen)
+    # the generator may simulate finer than it saves (--save_resolution): time its real grid
+    sim_res = int(par.get("resolution", res))
     cfg = solver.SolverConfig(
-        resolution=res,
-        re=float(re if re is not None else gen.get("re", 1000.0)),
-        alpha=float(gen.get("alpha", 0.1)),
-        beta=float(gen.get("beta", 0.0)),
-        fkx=int(gen.get("fkx", 4)),
-        fky=int(gen.get("fky", 4)),
+        resolution=sim_res,
+        re=float(re if re is not None else par.get("re", 1000.0)),
+        alpha=float(par.get("alpha", 0.1)),
+        beta=float(par.get("beta", 0.0)),
+        fkx=int(par.get("fkx", 4)),
+        fky=int(par.get("fky", 4)),
     )
-    t_save = float(t_save if t_save is not None else gen.get("t_save", 0.1))
-    state = solver.to_state(jnp.asarray(omega0), cfg)
-    if dt is None and isinstance(gen.get("dt"), (int, float)):
-        dt = float(gen["dt"])
+    t_save = float(t_save if t_save is not None else par.get("t_save", 0.1))
+    if sim_res != res:
+        omega0 = np.stack(
+            [np.asarray(random_vorticity(k, sim_res)) for k in jr.split(jr.key(seed + 1), batch)]
+        )
+        velocity_source += f" (random field at the simulation resolution {sim_res})"
+    state = solver.to_state(jnp.asarray(omega0, jnp.float32), cfg)
+    for k_dt in ("dt_saved_max", "dt"):
+        if dt is None and isinstance(gen.get(k_dt), (int, float)):
+            dt = float(gen[k_dt])
+            velocity_source = f"time step from {data_dir}/generate.json ({k_dt})"
     if dt is None:
         u_max = float(jnp.max(solver.max_velocity(state)))
         dt = solver.stable_dt(u_max, cfg)
@@ -261,7 +272,7 @@ def benchmark_rollout(
         "speedup_decoded": decoded_fps / solver_fps,
         "compile_s": {"rollout": roll_first - roll_t, "decode": dec_first - dec_t,
                       "solver": sol_first - sol_t},
-        "solver": {"t_save": t_save, "dt": h, "steps_per_frame": n_sub, "re": cfg.re,
+        "solver": {"resolution": sim_res, "t_save": t_save, "dt": h, "steps_per_frame": n_sub, "re": cfg.re,
                    "alpha": cfg.alpha, "fkx": cfg.fkx, "fky": cfg.fky,
                    "velocity_from": velocity_source},
         "model_config": model_info,

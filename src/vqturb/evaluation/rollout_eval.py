@@ -176,6 +176,29 @@ def split_trajectories(
     return "all", by_traj
 
 
+def heldout_frames(
+    tokens: TokenSet, nsp_meta: Mapping[str, Any]
+) -> tuple[str, dict[int, np.ndarray]]:
+    """Frames the NSP model never trained on, preferring its own record.
+
+    ``vqturb train-nsp`` stores the trajectories it held out in its checkpoint
+    (``meta["val_trajectories"]``); those are used when present in the tokens file. Otherwise
+    :func:`split_trajectories` (the ``Dataset.split`` test split). When the checkpoint says it
+    held nothing out (one trajectory), the split name ends in ``"(in-sample for NSP)"``.
+    """
+    held = nsp_meta.get("val_trajectories")
+    present = set(np.unique(tokens.trajectory_id).tolist())
+    if held:
+        ids = [int(i) for i in held if int(i) in present]
+        if ids:
+            by = {i: np.sort(tokens.time_index[tokens.trajectory_id == i]) for i in ids}
+            return "NSP validation trajectories (held out from NSP training)", by
+    name, frames = split_trajectories(tokens.trajectory_id, tokens.time_index)
+    if held is not None and not held:
+        name += " (in-sample for NSP: it held out no trajectory)"
+    return name, frames
+
+
 def choose_starts(
     frames: Mapping[int, np.ndarray], n_samples: int, n_steps: int
 ) -> list[tuple[int, int]]:
@@ -736,7 +759,7 @@ def evaluate_nsp(
     vqvae, _ = checkpoint.load_model(vqvae_checkpoint, kind="vqvae")
     decode = vqvae_decoder(vqvae, tokens, batch_size=decode_batch)
 
-    split, frames = split_trajectories(tokens.trajectory_id, tokens.time_index)
+    split, frames = heldout_frames(tokens, nsp_header.get("meta", {}))
     starts = choose_starts(frames, n_samples, n_steps)
     gt_tokens = ground_truth_windows(tokens, starts, n_steps)
     rows = tokens.row_of()
