@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
-import jax.random as jr
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from vqturb.models.config import VQVAEConfig
@@ -26,6 +25,7 @@ from vqturb.models.layers import (
     Identity,
     ResBlock2d,
     make_norm,
+    split_key,
     upsample_nearest2x,
 )
 
@@ -49,7 +49,7 @@ class Bottleneck2d(eqx.Module):
     block2: ResBlock2d
 
     def __init__(self, cfg: VQVAEConfig, *, key: PRNGKeyArray):
-        k1, k2, k3 = jr.split(key, 3)
+        k1, k2, k3 = split_key(key, 3)
         c = cfg.hidden_dim
         self.block1 = _res(cfg, c, c, k1)
         self.attn = (
@@ -85,13 +85,13 @@ class Encoder2d(eqx.Module):
 
     def __init__(self, cfg: VQVAEConfig, *, key: PRNGKeyArray):
         n = len(cfg.channel_mult)
-        in_key, proj_key, mid_key, out_key, *stage_keys = jr.split(key, 4 + n)
+        in_key, proj_key, mid_key, out_key, *stage_keys = split_key(key, 4 + n)
         pm = cfg.padding_mode
         widths = [cfg.base_channels * m for m in cfg.channel_mult]
         self.conv_in = Conv2d(cfg.in_channels, widths[0], 3, padding_mode=pm, key=in_key)
         stages, downs, c = [], [], widths[0]
         for w, sk in zip(widths, stage_keys, strict=True):
-            down_key, *bkeys = jr.split(sk, 1 + cfg.num_res_blocks)
+            down_key, *bkeys = split_key(sk, 1 + cfg.num_res_blocks)
             blocks = []
             for bk in bkeys:
                 blocks.append(_res(cfg, c, w, bk))
@@ -127,14 +127,14 @@ class Decoder2d(eqx.Module):
 
     def __init__(self, cfg: VQVAEConfig, *, key: PRNGKeyArray):
         n = len(cfg.channel_mult)
-        in_key, mid_key, out_key, *stage_keys = jr.split(key, 3 + n)
+        in_key, mid_key, out_key, *stage_keys = split_key(key, 3 + n)
         pm = cfg.padding_mode
         widths = [cfg.base_channels * m for m in cfg.channel_mult]
         self.conv_in = Conv2d(cfg.codebook_dim, cfg.hidden_dim, 3, padding_mode=pm, key=in_key)
         self.mid = Bottleneck2d(cfg, key=mid_key)
         ups, stages, c = [], [], cfg.hidden_dim
         for w, sk in zip(reversed(widths), stage_keys, strict=True):
-            up_key, *bkeys = jr.split(sk, 1 + cfg.num_res_blocks)
+            up_key, *bkeys = split_key(sk, 1 + cfg.num_res_blocks)
             # Change width in the upsampling conv: cheaper than a full-width conv at the new size.
             ups.append(Conv2d(c, w, 3, padding_mode=pm, key=up_key))
             stages.append(tuple(_res(cfg, w, w, bk) for bk in bkeys))

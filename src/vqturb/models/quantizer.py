@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from vqturb.models.layers import Conv2d
+from vqturb.models.layers import Conv2d, random_init, split_key
 
 _HI = jax.lax.Precision.HIGHEST  # fp32 matmuls even where the backend defaults to TF32
 
@@ -65,7 +65,7 @@ class Quantizer2d(eqx.Module):
     ):
         # Unit-variance codes: the same order as encoder outputs at initialisation; the first
         # ema_update restarts every unused code from data anyway (or use kmeans_init).
-        self.codebook = jr.normal(key, (vocab_size, dim), jnp.float32)
+        self.codebook = random_init(key, (vocab_size, dim), "normal")
         self.ema_count = jnp.zeros((vocab_size,), jnp.float32)
         self.ema_sum = jnp.zeros((vocab_size, dim), jnp.float32)
         self.decay = decay
@@ -91,9 +91,9 @@ class Quantizer2d(eqx.Module):
         )
         return jnp.argmin(d, axis=-1).astype(jnp.int32)
 
-    def lookup(self, indices: Int[Array, "*n"]) -> Float[Array, "*n d"]:
+    def lookup(self, indices: Int[ArrayLike, "*n"]) -> Float[Array, "*n d"]:
         """Code vectors for ``indices`` (no gradient reaches the codebook: it is learned by EMA)."""
-        return jnp.take(jax.lax.stop_gradient(self.codebook), indices, axis=0)
+        return jnp.take(jax.lax.stop_gradient(self.codebook), jnp.asarray(indices), axis=0)
 
     def counts(self, indices: Int[Array, "*n"]) -> Float[Array, " V"]:
         """How many of ``indices`` point at each code (float32 histogram)."""
@@ -296,8 +296,8 @@ class MultiScaleQuantizer2d(eqx.Module):
         key: PRNGKeyArray,
     ):
         n_q = 1 if shared_codebook else len(scales)
-        q_keys = jr.split(jr.fold_in(key, 0), n_q)
-        phi_keys = jr.split(jr.fold_in(key, 1), max(num_phi, 1))
+        q_keys = split_key(jr.fold_in(key, 0), n_q)
+        phi_keys = split_key(jr.fold_in(key, 1), max(num_phi, 1))
         self.quantizers = tuple(
             Quantizer2d(
                 vocab_size,
@@ -328,7 +328,9 @@ class MultiScaleQuantizer2d(eqx.Module):
             return h
         return self.phis[phi_index(k, len(self.scales), len(self.phis))](h)
 
-    def _scale_map(self, k: int, idx: Int[Array, "b s s"], size: int) -> Float[Array, "b h w d"]:
+    def _scale_map(
+        self, k: int, idx: Int[ArrayLike, "b s t"], size: int
+    ) -> Float[Array, "b h w d"]:
         h = upsample(self.quantizer(k).lookup(idx), size, self.upsample_mode)
         return self._refine(k, h)
 
@@ -336,8 +338,8 @@ class MultiScaleQuantizer2d(eqx.Module):
         self, z_e: Float[Array, "b h w d"]
     ) -> tuple[
         Float[Array, "b h w d"],
-        tuple[Int[Array, "b s s"], ...],
-        tuple[Float[Array, "b s s d"], ...],
+        tuple[Int[Array, "b _s _t"], ...],
+        tuple[Float[Array, "b _s _t d"], ...],
     ]:
         """Quantize scale by scale.
 
@@ -365,7 +367,7 @@ class MultiScaleQuantizer2d(eqx.Module):
             residuals.append(r)
         return f_hat, tuple(indices), tuple(residuals)
 
-    def decode(self, indices: tuple[Int[Array, "b _s _s"], ...]) -> Float[Array, "b h w d"]:
+    def decode(self, indices: tuple[Int[ArrayLike, "b _s _t"], ...]) -> Float[Array, "b h w d"]:
         """f̂ from per-scale indices: the same sum, in the same order, as ``__call__``."""
         size = self.scales[-1]
         f_hat = None

@@ -29,14 +29,17 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from vqturb.errors import InputError
 from vqturb.models.autoencoder import Decoder2d, Encoder2d
 from vqturb.models.config import VQVAEConfig
+from vqturb.models.layers import split_key
 from vqturb.models.quantizer import MultiScaleQuantizer2d, Quantizer2d
 
-FieldIn = Float[Array, "b H W"] | Float[Array, "b H W c"]
+FieldIn = Float[ArrayLike, "b H W"] | Float[ArrayLike, "b H W c"]
+FieldOut = Float[Array, "b H W"] | Float[Array, "b H W c"]
+IndicesIn = tuple[Int[ArrayLike, "b _s _t"], ...]
 
 
 class QuantOutput(eqx.Module):
@@ -56,7 +59,8 @@ class QuantOutput(eqx.Module):
     z_q: Float[Array, "b h w d"]
 
 
-def _to_nhwc(x: Array, cfg: VQVAEConfig) -> Array:
+def _to_nhwc(x: ArrayLike, cfg: VQVAEConfig) -> Array:
+    x = jnp.asarray(x)
     if cfg.in_channels == 1 and x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] != cfg.in_channels:
@@ -99,7 +103,7 @@ class VQVAE2d(eqx.Module):
     config: VQVAEConfig = eqx.field(static=True)
 
     def __init__(self, cfg: VQVAEConfig, *, key: PRNGKeyArray):
-        ekey, qkey, dkey = jr.split(key, 3)
+        ekey, qkey, dkey = split_key(key, 3)
         self.encoder = Encoder2d(cfg, key=ekey)
         self.quantizer = Quantizer2d(
             cfg.vocab_size,
@@ -116,7 +120,7 @@ class VQVAE2d(eqx.Module):
         """Encoder output z_e [b, H/f, W/f, D]."""
         return self.encoder(_to_nhwc(x, self.config))
 
-    def __call__(self, x: FieldIn) -> tuple[FieldIn, QuantOutput]:
+    def __call__(self, x: FieldIn) -> tuple[FieldOut, QuantOutput]:
         """Reconstruction (same shape and dtype as ``x``) and the quantizer output."""
         z_e = self.embed(x)
         idx = self.quantizer.nearest(z_e)
@@ -130,11 +134,11 @@ class VQVAE2d(eqx.Module):
         """Code indices, a 1-tuple of [b, H/f, W/f] int32."""
         return (self.quantizer.nearest(self.embed(x)),)
 
-    def lookup(self, indices: tuple[Int[Array, "b h w"], ...]) -> Float[Array, "b h w d"]:
+    def lookup(self, indices: IndicesIn) -> Float[Array, "b h w d"]:
         """The quantized latent z_q for ``indices``."""
         return self.quantizer.lookup(indices[0])
 
-    def decode_indices(self, indices: tuple[Int[Array, "b h w"], ...]) -> FieldIn:
+    def decode_indices(self, indices: IndicesIn) -> FieldOut:
         """Field from code indices; equals the training forward pass's reconstruction."""
         return _from_nhwc(self.decoder(self.lookup(indices)), self.config)
 
@@ -156,7 +160,7 @@ class VARVQVAE2d(eqx.Module):
     config: VQVAEConfig = eqx.field(static=True)
 
     def __init__(self, cfg: VQVAEConfig, *, key: PRNGKeyArray):
-        ekey, qkey, dkey = jr.split(key, 3)
+        ekey, qkey, dkey = split_key(key, 3)
         self.encoder = Encoder2d(cfg, key=ekey)
         self.quantizer = MultiScaleQuantizer2d(
             cfg.scales,
@@ -189,7 +193,7 @@ class VARVQVAE2d(eqx.Module):
             )
         return z_e
 
-    def __call__(self, x: FieldIn) -> tuple[FieldIn, QuantOutput]:
+    def __call__(self, x: FieldIn) -> tuple[FieldOut, QuantOutput]:
         """Reconstruction (same shape and dtype as ``x``) and the quantizer output."""
         z_e = self.embed(x)
         f_hat, indices, residuals = self.quantizer(z_e)
@@ -201,13 +205,13 @@ class VARVQVAE2d(eqx.Module):
         """Per-scale code indices, [b, s, s] int32 for each s in ``scales``."""
         return self.quantizer(self.embed(x))[1]
 
-    def lookup(self, indices: tuple[Int[Array, "b _s _t"], ...]) -> Float[Array, "b h w d"]:
+    def lookup(self, indices: IndicesIn) -> Float[Array, "b h w d"]:
         """The quantized latent f̂ for per-scale ``indices``."""
         if len(indices) != len(self.config.scales):
             raise ValueError(f"{len(indices)} index maps for {len(self.config.scales)} scales")
         return self.quantizer.decode(indices)
 
-    def decode_indices(self, indices: tuple[Int[Array, "b _s _t"], ...]) -> FieldIn:
+    def decode_indices(self, indices: IndicesIn) -> FieldOut:
         """Field from per-scale indices; equals the training forward pass's reconstruction."""
         return _from_nhwc(self.decoder(self.lookup(indices)), self.config)
 
@@ -275,7 +279,7 @@ def ema_update(
         scale) and ``n_restarted`` (int32 scalar: dead codes restarted, all codebooks).
     """
     groups = _codebook_groups(model)
-    keys = jr.split(key, len(groups))
+    keys = split_key(key, len(groups))
     new_qs, n_restarted = [], jnp.zeros((), jnp.int32)
     for (q, scale_ids), k in zip(groups, keys, strict=True):
         vecs, idx = _pool(out, scale_ids)
@@ -332,7 +336,7 @@ def _lloyd_step(model: Model, out: QuantOutput, key: PRNGKeyArray, first: bool) 
     random vectors of the batch."""
     groups = _codebook_groups(model)
     new = []
-    for (q, scale_ids), k in zip(groups, jr.split(key, len(groups)), strict=True):
+    for (q, scale_ids), k in zip(groups, split_key(key, len(groups)), strict=True):
         vecs, idx = _pool(out, scale_ids)
         counts = q.counts(idx)
         sums = jax.ops.segment_sum(vecs, idx, q.vocab_size)
@@ -351,7 +355,7 @@ def kmeans_init(model: Model, x: FieldIn, *, key: PRNGKeyArray, iters: int = 10)
     mean of its vectors, re-seeding empty codes. The EMA statistics restart from the final counts.
     """
     z_e = jax.lax.stop_gradient(eqx.filter_jit(type(model).embed)(model, x)).astype(jnp.float32)
-    keys = jr.split(key, iters + 1)
+    keys = split_key(key, iters + 1)
     model = _lloyd_step(model, _assign(model, z_e), keys[0], True)
     for k in keys[1:]:
         model = _lloyd_step(model, _assign(model, z_e), k, False)
