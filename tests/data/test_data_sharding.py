@@ -74,3 +74,18 @@ def test_shard_and_replicate_on_four_host_devices():
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "SHARDING_OK" in r.stdout
+
+
+def test_single_device_in_process():
+    # in-process, so the runtime type checker sees the annotations
+    import jax
+    import numpy as np
+
+    from vqturb.data.sharding import make_mesh, replicate, shard_batch
+
+    mesh = make_mesh(jax.devices()[:1])
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(np.asarray(shard_batch(x, mesh)), x)
+    tree = replicate({"a": x, "b": None, "n": 3}, mesh)
+    assert tree["b"] is None and tree["n"] == 3
+    np.testing.assert_array_equal(np.asarray(tree["a"]), x)
