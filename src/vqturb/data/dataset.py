@@ -32,7 +32,19 @@ import numpy as np
 from vqturb.data import readers
 from vqturb.errors import InputError
 
-DEFAULT_CACHE_BYTES: int = 512 * 2**20  # 2048 float32 snapshots at 256x256
+
+def _default_cache_bytes() -> int:
+    """A quarter of physical memory, between 512 MiB and 8 GiB (8 GiB = 32768 float32 snapshots
+    at 256x256): a dataset that fits is read from disk once per run, not once per epoch."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        ram = 0
+    return int(min(8 * 2**30, max(512 * 2**20, ram // 4)))
+
+
+# The cache only holds what has been read, so a small dataset never uses this much.
+DEFAULT_CACHE_BYTES: int = _default_cache_bytes()
 H5_CHUNK_CACHE_BYTES: int = 32 * 2**20  # per open HDF5 file
 
 T = TypeVar("T")
