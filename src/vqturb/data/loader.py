@@ -120,7 +120,9 @@ class BatchLoader:
         drop_last: drop the incomplete batch at the end of an epoch (keeps shapes static under
             jit); when False the last batch of each epoch is shorter.
         normalization: applied to every batch when given.
-        prefetch: batches prepared ahead on background threads by ``iterate`` (0: none).
+        prefetch: batches prepared ahead by ``iterate``, on as many background threads (0:
+            none). Raise it on many-core hosts when cold reads are slower than the training
+            step (``benchmarks/bench_loader.py`` gives snapshots/s per format).
     """
 
     def __init__(
