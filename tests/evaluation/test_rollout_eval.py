@@ -308,13 +308,23 @@ def _checkpoints(tmp_path, rng):
 
 @pytest.mark.slow
 def test_eval_nsp_command_end_to_end(tmp_path, rng):
+    from scipy.io import savemat
+
     from vqturb.cli import main
 
     nsp_path, vq_path, tok = _checkpoints(tmp_path, rng)
+    # raw fields for the tokens file's 5 trajectories x 12 steps (traj_XXX/<k>.mat, k = 1..12)
+    for i in range(5):
+        d = tmp_path / "data" / f"traj_{i:03d}"
+        d.mkdir(parents=True)
+        for t in range(12):
+            savemat(d / f"{t + 1}.mat", {"Omega": np.full((16, 16), 100 * i + t, np.float64)})
     out = tmp_path / "eval"
     rc = main(
         [
             "eval-nsp",
+            "--data_dir",
+            str(tmp_path / "data"),
             "--nsp_checkpoint",
             str(nsp_path),
             "--vqvae_checkpoint",
@@ -341,6 +351,10 @@ def test_eval_nsp_command_end_to_end(tmp_path, rng):
         int(i) for i in np.unique(np.load(tok)["trajectory_id"])
     }
     assert m["n_steps"] == 4 and len(m["starts"]) == 2
+    assert m["reference"] == "raw GT" and "generated_vs_raw_gt" in m["pixels"]["pairs"]
+    # the raw fields read are those of each start's trajectory and time
+    want = np.mean([0.5 * (100 * tr + t) ** 2 for tr, t in m["starts"]])
+    assert m["time_series"]["enstrophy_reference"][0] == pytest.approx(want, rel=1e-5)
     assert (out / "report.html").stat().st_size > 10_000
     z = np.load(out / "tokens_rollout.npz")
     assert z["generated"].shape == (2, 5, T)
