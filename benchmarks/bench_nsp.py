@@ -1,0 +1,274 @@
+"""NSP benchmarks: training throughput, sampling with/without the KV cache, SPEC vs all-scales mode.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_nsp.py [--out bench_nsp_out] [--quick]
+        [--parts train,sample,modes] [--batch_size 16] [--steps 3] [--mode_steps 400]
+
+Parts:
+
+* ``train``  -- training steps/s and tokens/s (sequence positions processed per second) of the whole
+  jitted step (forward, backward, Lion update) at the SPEC default trunk (6 layers, 8 heads, 256
+  wide) and the cpu preset, on the SPEC's scales 1,2,4,8,16 (T = 341 tokens per frame, sequence
+  2 x 341 = 682 in SPEC mode; 341 + 85 + 340 = 766 in all-scales mode, the 1x1 scale being deterministic). Random tokens: speed does not depend on them.
+* ``sample`` -- t0 -> t1 frames/s of ``generate`` with and without the key/value cache.
+* ``modes``  -- loss against wall-clock time for SPEC mode (one drawn scale per step) and
+  ``--all_scales`` (every scale per step) on the same synthetic tokens (a learnable deterministic
+  rule, ``nsp_trainer.synthetic_tokens``), cpu-preset trunk; validation loss (all scales) over time.
+
+Writes ``<out>/bench_nsp.json`` (all figures), ``<out>/bench_nsp.md`` (tables) and
+``<out>/loss_vs_wallclock.png``; prints the tables. Compilation is excluded from every rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.random as jr
+import numpy as np
+
+from vqturb.models.nsp import PRESETS, NSPConfig, build_nsp, count_parameters, trainable_spec
+from vqturb.models.nsp_sampling import generate
+from vqturb.training.nsp_trainer import (
+    NSPTrainConfig,
+    load_nsp_tokens,
+    optimizer_for,
+    train_nsp,
+    train_step,
+    write_synthetic_tokens,
+)
+from vqturb.utils.fileio import atomic_write_json, atomic_write_text
+
+SCALES = (1, 2, 4, 8, 16)
+# a plausible per-scale vocabulary of a fitted VAR tokenizer: the 1x1 scale deterministic
+VOCABS = (1, 16, 64, 256, 512)
+
+
+def spec_layout(**trunk) -> NSPConfig:
+    offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum(VOCABS)[:-1]]))
+    return NSPConfig(SCALES, offsets, VOCABS, codebook_dim=64, **trunk)
+
+
+def random_rows(cfg: NSPConfig, b: int, rng) -> np.ndarray:
+    return np.concatenate(
+        [o + rng.integers(0, v, (b, s * s)) for s, o, v in zip(cfg.scales, cfg.scale_offsets, cfg.scale_vocab_sizes, strict=True)],
+        axis=1,
+    ).astype(np.int32)  # fmt: skip
+
+
+def seq_len(cfg: NSPConfig, all_scales: bool) -> int:
+    if not all_scales:
+        return 2 * cfg.tokens_per_frame
+    return (
+        cfg.tokens_per_frame
+        + sum(cfg.scale_lengths[j] for j in cfg.content_scales)
+        + sum(cfg.scale_lengths[k] for k in cfg.trainable_scales)
+    )
+
+
+def bench_train(cfg: NSPConfig, batch: int, steps: int, all_scales: bool, rng) -> dict:
+    model = build_nsp(
+        cfg,
+        rng.standard_normal((cfg.vocab_size, cfg.codebook_dim)).astype(np.float32),
+        key=jr.key(0),
+    )
+    opt = optimizer_for("lion", 1e-4, 0, 0.0, 1.0)
+    opt_state = opt.init(eqx.filter(model, trainable_spec(model)))
+    t0, t1 = (jax.numpy.asarray(random_rows(cfg, batch, rng)) for _ in range(2))
+    tc = time.perf_counter()
+    model, opt_state, m = train_step(model, opt_state, t0, t1, jr.key(0), opt, all_scales)
+    jax.block_until_ready(m["loss"])
+    compile_s = time.perf_counter() - tc
+    ts = time.perf_counter()
+    for i in range(steps):
+        model, opt_state, m = train_step(model, opt_state, t0, t1, jr.key(i + 1), opt, all_scales)
+    jax.block_until_ready(m["loss"])
+    dt = (time.perf_counter() - ts) / steps
+    return {
+        "n_parameters": count_parameters(model),
+        "batch": batch,
+        "seq_len": seq_len(cfg, all_scales),
+        "all_scales": all_scales,
+        "first_step_s": compile_s,
+        "step_s": dt,
+        "steps_per_s": 1 / dt,
+        "pairs_per_s": batch / dt,
+        "tokens_per_s": batch * seq_len(cfg, all_scales) / dt,
+    }
+
+
+def bench_sample(cfg: NSPConfig, batch: int, reps: int, rng) -> dict:
+    model = build_nsp(
+        cfg,
+        rng.standard_normal((cfg.vocab_size, cfg.codebook_dim)).astype(np.float32),
+        key=jr.key(0),
+    )
+    t0 = random_rows(cfg, batch, rng)
+    out = {"batch": batch}
+    for use_cache in (True, False):
+        tc = time.perf_counter()
+        jax.block_until_ready(generate(model, t0, key=jr.key(0), use_cache=use_cache))
+        compile_s = time.perf_counter() - tc
+        ts = time.perf_counter()
+        for i in range(reps):
+            g = generate(model, t0, key=jr.key(i + 1), use_cache=use_cache)
+        jax.block_until_ready(g)
+        dt = (time.perf_counter() - ts) / reps
+        name = "cached" if use_cache else "uncached"
+        out[name] = {"first_call_s": compile_s, "call_s": dt, "frames_per_s": batch / dt}
+    out["cache_speedup"] = out["cached"]["frames_per_s"] / out["uncached"]["frames_per_s"]
+    return out
+
+
+def bench_modes(out_dir: Path, steps: int, val_every: int) -> dict:
+    tokens = write_synthetic_tokens(
+        out_dir / "synthetic_tokens.npz", scales=(1, 2, 4, 8), scale_vocab_sizes=(1, 4, 8, 16),
+        n_traj=8, n_steps=32, codebook_dim=16,
+    )  # fmt: skip
+    tok = load_nsp_tokens(tokens)
+    mc = NSPConfig.from_tokens(tok.fields, preset="cpu")
+    res = {}
+    for all_scales in (False, True):
+        name = "all_scales" if all_scales else "spec"
+        tc = NSPTrainConfig(
+            tokens_path=str(tokens), vqvae_checkpoint=None, checkpoint_dir=str(out_dir / f"run_{name}"),
+            lr=3e-4, batch_size=16, max_steps=steps, log_every=10, val_every=val_every, save_every=10**9,
+            all_scales=all_scales, val_fraction=0.25, progress=False,
+        )  # fmt: skip
+        r = train_nsp(mc, tc, tok)
+        wall = {h["step"]: h["wall_s"] for h in r.history}
+        recs = [
+            json.loads(x)
+            for x in (out_dir / f"run_{name}" / "metrics.jsonl").read_text().splitlines()
+        ]
+        val = [
+            {
+                "step": x["step"],
+                "wall_s": wall[x["step"]],
+                "val_loss": x["loss"],
+                "val_acc": x["acc"],
+            }
+            for x in recs
+            if x["kind"] == "val"
+        ]
+        res[name] = {
+            "train": [
+                {"step": h["step"], "wall_s": h["wall_s"], "loss": h["loss"]} for h in r.history
+            ],
+            "val": val,
+            "steady_steps_per_s": float(np.median([h["steps_per_s"] for h in r.history[1:]])),
+        }
+    return res
+
+
+def plot_modes(modes: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for name, r in modes.items():
+        ax[0].plot(
+            [v["wall_s"] for v in r["val"]], [v["val_loss"] for v in r["val"]], "o-", label=name
+        )
+        ax[1].plot(
+            [v["step"] for v in r["val"]], [v["val_loss"] for v in r["val"]], "o-", label=name
+        )
+    ax[0].set_xlabel("wall-clock (s, incl. compilation and validation)")
+    ax[1].set_xlabel("step")
+    for a in ax:
+        a.set_ylabel("validation loss (mean over scales)")
+        a.legend()
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", default="bench_nsp_out")
+    p.add_argument("--parts", default="train,sample,modes")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=3, help="timed training steps per configuration")
+    p.add_argument("--sample_batch", type=int, default=8)
+    p.add_argument("--mode_steps", type=int, default=400)
+    p.add_argument("--quick", action="store_true", help="tiny settings (a smoke run)")
+    args = p.parse_args()
+    if args.quick:
+        args.batch_size, args.steps, args.sample_batch, args.mode_steps = 2, 1, 2, 20
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = set(args.parts.split(","))
+    rng = np.random.default_rng(0)
+    result: dict = {
+        "command": "benchmarks/bench_nsp.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        "device": str(jax.devices()[0]),
+        "n_devices": jax.device_count(),
+        "platform": platform.processor() or platform.machine(),
+    }
+    md = [f"# NSP benchmark ({result['device']}, scales {SCALES}, vocab {VOCABS})", ""]
+    presets = {"spec": spec_layout(**PRESETS["spec"]), "cpu": spec_layout(**PRESETS["cpu"])}
+    if "train" in parts:
+        result["train"] = {}
+        md += [
+            "| trunk | mode | params | batch | seq | steps/s | tokens/s | first step (s) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, cfg in presets.items():
+            for all_scales in (False, True):
+                r = bench_train(cfg, args.batch_size, args.steps, all_scales, rng)
+                mode = "all_scales" if all_scales else "spec"
+                result["train"][f"{name}/{mode}"] = r
+                md.append(
+                    f"| {name} | {mode} | {r['n_parameters']:,} | {r['batch']} | {r['seq_len']} | {r['steps_per_s']:.3g} "
+                    f"| {r['tokens_per_s']:.4g} | {r['first_step_s']:.1f} |"
+                )
+                print(md[-1], flush=True)
+        md.append("")
+    if "sample" in parts:
+        result["sample"] = {}
+        md += [
+            "| trunk | batch | frames/s cached | frames/s uncached | speed-up |",
+            "|---|---|---|---|---|",
+        ]
+        for name, cfg in presets.items():
+            r = bench_sample(cfg, args.sample_batch, max(1, args.steps), rng)
+            result["sample"][name] = r
+            md.append(
+                f"| {name} | {r['batch']} | {r['cached']['frames_per_s']:.3g} | {r['uncached']['frames_per_s']:.3g} "
+                f"| {r['cache_speedup']:.2f}x |"
+            )
+            print(md[-1], flush=True)
+        md.append("")
+    if "modes" in parts:
+        modes = bench_modes(out, args.mode_steps, max(10, args.mode_steps // 8))
+        result["modes"] = modes
+        md += ["| mode | steady steps/s | val loss by step (wall s) |", "|---|---|---|"]
+        for name, r in modes.items():
+            curve = ", ".join(
+                f"{v['val_loss']:.3f}@{v['step']} ({v['wall_s']:.0f}s)" for v in r["val"]
+            )
+            md.append(f"| {name} | {r['steady_steps_per_s']:.3g} | {curve} |")
+            print(md[-1], flush=True)
+        try:
+            plot_modes(modes, out / "loss_vs_wallclock.png")
+        except ImportError:
+            pass
+    atomic_write_json(out / "bench_nsp.json", result)
+    atomic_write_text(out / "bench_nsp.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
