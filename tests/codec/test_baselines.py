@@ -53,6 +53,17 @@ def test_sizes_fit_and_error_falls_with_bytes(method, rng):
     assert errs[-1] < 0.5
 
 
+@pytest.mark.parametrize("target", [37.5, 88.85, 100.99])
+def test_fractional_targets_use_every_whole_byte(fields, target):
+    """A fractional target must not push the best setting out by rounding up its bytes: the
+    result uses all whole bytes available (within one coefficient) and stays within target."""
+    c = B.fourier(fields, target)
+    assert c.n_bytes <= target and not c.params.get("over_target")
+    assert c.n_bytes >= int(target) - c.params["bits"] / 4 - 1
+    errs = [rel(B.fourier(fields, t).recon, fields) for t in (target, target + 16)]
+    assert errs[1] <= errs[0]
+
+
 def test_zfp_tiny_target_downsamples_and_clamps(fields):
     c = B.zfp(fields, 16)  # 16 bytes for 1024 values: 0.125 bits/value
     assert c.params["rate"] >= B.ZFP_MIN_RATE

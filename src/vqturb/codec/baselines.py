@@ -126,8 +126,10 @@ def fourier(fields: np.ndarray, target_bytes: float) -> Coded:
     _, h, w = fields.shape
     cost = np.cumsum(_mode_bits(h, w))  # real numbers for the first m modes
     cands = []
+    # whole bytes only: a fractional target must not be overshot by the final ceil
+    budget_bytes = math.floor(target_bytes + 1e-9) - FLOAT_BYTES
     for bits in BITS_CHOICES:
-        budget = (target_bytes - FLOAT_BYTES) * 8 / bits
+        budget = budget_bytes * 8 / bits
         m = int(np.searchsorted(cost, budget, side="right"))
         if m < 1:
             continue
@@ -182,8 +184,9 @@ class POD:
     def __call__(self, fields: np.ndarray, target_bytes: float) -> Coded:
         fields = np.asarray(fields, dtype=np.float64)
         cands = []
+        budget_bytes = math.floor(target_bytes + 1e-9) - FLOAT_BYTES
         for bits in BITS_CHOICES:
-            r = int(min(self.n_modes, (target_bytes - FLOAT_BYTES) * 8 // bits))
+            r = int(min(self.n_modes, budget_bytes * 8 // bits))
             if r < 1:
                 continue
             nb = FLOAT_BYTES + math.ceil(r * bits / 8)
