@@ -2,6 +2,7 @@
 the command line and data parallelism."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -132,9 +133,12 @@ def test_learns_the_rule_logs_per_scale_and_leaves_final(tmp_path, tokens_path):
     np.testing.assert_array_equal(np.asarray(model.codebook), load_nsp_tokens(tokens_path).codebook)
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tokens_path):
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tokens_path, caplog):
     mc = model_config(tokens_path)
-    full = train_nsp(mc, config(tokens_path, tmp_path / "full", max_steps=6))
+    with caplog.at_level(logging.WARNING), jax.log_compiles(True):
+        full = train_nsp(mc, config(tokens_path, tmp_path / "full", max_steps=6))
+    # the step compiles at most once for the whole run (never per step or per drawn scale)
+    assert sum("Compiling jit(train_step)" in r.getMessage() for r in caplog.records) <= 1
     train_nsp(mc, config(tokens_path, tmp_path / "part", max_steps=3))
     resumed = train_nsp(mc, config(tokens_path, tmp_path / "part", max_steps=6, resume="auto"))
     a, _ = ck.load_model(full.final_path, kind="nsp")

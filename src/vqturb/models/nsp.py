@@ -197,26 +197,20 @@ def spec_mask(cfg: NSPConfig) -> np.ndarray:
 
 
 def all_scales_layout(cfg: NSPConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The two-stream layout of all-scales mode: per position (stream, scale, index in frame)."""
+    """The two-stream layout of all-scales mode: per position (stream, scale, index in frame).
+
+    Order: t0 (every scale), t1 content (``cfg.content_scales``), t1 queries
+    (``cfg.trainable_scales``).
+    """
+    segments = [(_T0, j) for j in range(cfg.n_scales)]
+    segments += [(_CONTENT, j) for j in cfg.content_scales]
+    segments += [(_QUERY, k) for k in cfg.trainable_scales]
     streams, scales, index = [], [], []
-    for j, (off, n) in enumerate(zip(cfg.token_offsets, cfg.scale_lengths, strict=True)):
-        (
-            streams.append(np.full(n, _T0)),
-            scales.append(np.full(n, j)),
-            index.append(off + np.arange(n)),
-        )
-    for j in cfg.content_scales:
-        off, n = cfg.token_offsets[j], cfg.scale_lengths[j]
-        streams.append(np.full(n, _CONTENT))
+    for stream, j in segments:
+        n = cfg.scale_lengths[j]
+        streams.append(np.full(n, stream))
         scales.append(np.full(n, j))
-        index.append(off + np.arange(n))
-    for k in cfg.trainable_scales:
-        off, n = cfg.token_offsets[k], cfg.scale_lengths[k]
-        (
-            streams.append(np.full(n, _QUERY)),
-            scales.append(np.full(n, k)),
-            index.append(off + np.arange(n)),
-        )
+        index.append(cfg.token_offsets[j] + np.arange(n))
     return tuple(np.concatenate(a).astype(np.int32) for a in (streams, scales, index))
 
 
