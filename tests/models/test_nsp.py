@@ -15,6 +15,7 @@ from vqturb.models.nsp import (
     build_nsp,
     count_parameters,
     layout_mask,
+    preset,
     spec_mask,
     trainable_spec,
 )
@@ -64,6 +65,7 @@ def test_config_roundtrip_and_from_tokens():
     assert cfg.n_layer == 3 and cfg.n_embd == 64
     assert cfg.tokens_per_frame == 21 and cfg.trainable_scales == (1, 2)
     assert NSPConfig.from_tokens(fields, preset="spec").n_embd == 256
+    assert preset("spec") == {"n_layer": 6, "n_head": 8, "n_embd": 256}  # the SPEC defaults
     with pytest.raises(ValueError):
         NSPConfig.from_dict({**d, "n_head": 3})
 

@@ -35,7 +35,8 @@ Two training forms compute the *same function* for the scale they predict:
   attention, Yang et al. 2019, arXiv:1906.08237) ``[t0 | t1 content (scales that some later scale
   reads) | t1 query (every trainable scale)]``; one forward pass trains every trainable scale, each
   without access to its own tokens. For the SPEC scales 1..16 the sequence is 341 + 85 + 341 = 767
-  positions instead of 682, for five scales trained instead of one.
+  positions instead of 682, for five scales trained instead of one (766 when the 1x1 scale is
+  deterministic and needs no query).
 
 Sampling (``vqturb.models.nsp_sampling``) uses a key/value cache: t0 is encoded once, then for each
 scale one query pass (its own s**2 positions, reading the cache) gives the logits, and one content
@@ -66,6 +67,14 @@ PRESETS: dict[str, dict[str, int]] = {
     "spec": {"n_layer": 6, "n_head": 8, "n_embd": 256},
     "cpu": {"n_layer": 2, "n_head": 4, "n_embd": 64},
 }
+
+
+def preset(name: str) -> dict[str, int]:
+    """Trunk hyper-parameters of a preset ("spec" or "cpu"), for ``NSPConfig.from_tokens``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown NSP preset {name!r}; known: {', '.join(PRESETS)}")
+    return dict(PRESETS[name])
+
 
 # Tokens-file fields the model configuration is read from (CONTRACTS.md, "Tokens file").
 TOKENS_CONFIG_FIELDS = ("scales", "scale_offsets", "scale_vocab_sizes", "codebook")
@@ -167,7 +176,7 @@ class NSPConfig:
         ``preset`` ("spec" or "cpu") sets the trunk size; ``overrides`` (n_layer, n_head, n_embd,
         mlp_ratio, dropout) win over the preset.
         """
-        fields: dict[str, Any] = dict(PRESETS[preset]) if preset is not None else {}
+        fields: dict[str, Any] = _preset(preset) if preset is not None else {}
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return cls(
             scales=tuple(int(s) for s in np.asarray(tokens["scales"]).ravel()),
@@ -536,3 +545,6 @@ def count_parameters(model: NextScalePredictor) -> int:
 def build_from_dict(config: Mapping[str, Any]) -> NextScalePredictor:
     """Checkpoint builder (kind ``"nsp"``): the skeleton from a header's config dict."""
     return build_nsp(NSPConfig.from_dict(config))
+
+
+_preset = preset  # NSPConfig.from_tokens has a parameter named `preset`
