@@ -194,12 +194,14 @@ def test_evaluate_rollouts_writes_everything(tmp_path, rng):
         settings={"seed": 0},
         skill_steps=3,
         fps=4,
+        value_range=(-6.0, 6.0),
         progress=False,
     )
     out = tmp_path / "out"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["summary"] == pytest.approx(m["summary"])
     assert saved["n_steps"] == n and saved["n_gt_frames"] == 5
+    assert saved["value_range"] == [-6.0, 6.0] and saved["pixels"]["edges"][0] == -6.0
     assert len(saved["tokens"]["per_scale"]) == 3
     assert set(saved["pixels"]["pairs"]) == {
         "generated_vs_reconstructed_gt",

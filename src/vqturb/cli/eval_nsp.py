@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--skill_steps", type=int, default=10, help="steps scored against persistence [10]"
     )
+    p.add_argument(
+        "--value_range",
+        default=None,
+        help="LO,HI: the dataset's fixed vorticity range for pixel bins and colours "
+        "[symmetric, from max |ground truth| of the rollouts]",
+    )
     p.add_argument("--fps", type=float, default=10.0, help="video frames per second [10]")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -58,8 +64,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from vqturb.errors import InputError
     from vqturb.evaluation.rollout_eval import evaluate_nsp
 
+    value_range = None
+    if args.value_range is not None:
+        try:
+            lo, hi = (float(v) for v in args.value_range.split(","))
+        except ValueError:
+            raise InputError(None, "--value_range", args.value_range, "LO,HI") from None
+        if not hi > lo:
+            raise InputError(None, "--value_range", args.value_range, "LO < HI")
+        value_range = (lo, hi)
     m = evaluate_nsp(
         args.nsp_checkpoint,
         args.vqvae_checkpoint,
@@ -76,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         chunk=args.chunk,
         skill_steps=args.skill_steps,
         fps=args.fps,
+        value_range=value_range,
         progress=not args.no_progress,
     )
     out = Path(args.output_dir)

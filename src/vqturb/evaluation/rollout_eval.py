@@ -379,6 +379,7 @@ def evaluate_rollouts(
     skill_steps: int = 10,
     fps: float = 10.0,
     n_bins: int = 101,
+    value_range: tuple[float, float] | None = None,
     progress: bool = True,
     title: str = "NSP rollout evaluation",
 ) -> dict:
@@ -397,6 +398,8 @@ def evaluate_rollouts(
         skill_steps: steps scored by the short-term skill.
         fps: video frame rate.
         n_bins: pixel-histogram bins.
+        value_range: the dataset's fixed value range ``(lo, hi)`` for the pixel bins and the
+            colour scale; default symmetric, from max |ground truth| of these rollouts (+5 %).
         progress: show a progress bar while decoding.
 
     Returns:
@@ -436,7 +439,7 @@ def evaluate_rollouts(
     truth_name = "raw GT" if raw_gt is not None else "reconstructed GT"
 
     # ---- numbers
-    lo, hi = M.value_range(truth)
+    lo, hi = M.value_range(truth) if value_range is None else map(float, value_range)
     edges = M.pixel_bins(lo, hi, n_bins)
     gen_after = gen[:, 1:] if n1 > 1 else gen
     m: dict[str, Any] = {
@@ -699,6 +702,7 @@ def evaluate_nsp(
     skill_steps: int = 10,
     fps: float = 10.0,
     decode_batch: int = 16,
+    value_range: tuple[float, float] | None = None,
     progress: bool = True,
 ) -> dict:
     """Roll out the NSP model from held-out frames, decode, and write every evaluation output.
@@ -719,6 +723,8 @@ def evaluate_nsp(
         skill_steps: steps scored against persistence.
         fps: video frame rate.
         decode_batch: VQ-VAE decoding batch.
+        value_range: fixed value range of the dataset for pixel bins and colours (default: from
+            the ground truth of these rollouts).
         progress: progress bars on stderr.
 
     Returns:
@@ -794,11 +800,12 @@ def evaluate_nsp(
         "top_k": top_k,
         "top_p": top_p,
         "seed": seed,
+        "value_range": None if value_range is None else [float(v) for v in value_range],
         "split": split,
         "nsp_step": nsp_header.get("meta", {}).get("step"),
     }
     return evaluate_rollouts(
         gen_tokens, gt_tokens, decode, output_dir, layout=tokens.layout, raw_gt=raw,
         starts=starts, settings=settings, timing=timing, skill_steps=skill_steps, fps=fps,
-        progress=progress,
+        value_range=value_range, progress=progress,
     )  # fmt: skip
