@@ -182,6 +182,11 @@ def test_vmap_batch_equals_one_at_a_time():
             batched[i], single, rtol=0, atol=1e-5 * float(jnp.abs(single).max())
         )
     assert not np.allclose(batched[0], batched[1])
+    # chunked batching (vmap over chunks of 2, run one after the other; 3 = 2 + 1) agrees too
+    state = solver.to_state(w0, cfg)
+    full = solver.advance_batch(state, 0.02, n_steps=5, cfg=cfg, chunk=8)
+    chunked = solver.advance_batch(state, 0.02, n_steps=5, cfg=cfg, chunk=2)
+    np.testing.assert_allclose(chunked, full, rtol=0, atol=1e-5 * float(jnp.abs(full).max()))
 
 
 def test_simulate_times_indices_and_auto_dt():

@@ -56,6 +56,7 @@ __all__ = [
     "SolverDivergedError",
     "advance",
     "advance_batch",
+    "default_chunk",
     "evolve",
     "forcing",
     "linear_operator",
@@ -255,19 +256,43 @@ def advance(
     return omega_hat
 
 
-@partial(jax.jit, static_argnames=("n_steps", "cfg"))
+def default_chunk(n: int) -> int | None:
+    """Trajectories per vmapped chunk in :func:`advance_batch` for an ``n × n`` grid.
+
+    ``None`` (all at once) on accelerators. On CPU at most ``2¹⁷`` grid points per chunk: XLA:CPU's
+    batched FFTs and fused elementwise passes slow down once a chunk's arrays outgrow the caches
+    (measured on 2 cores, 8 trajectories: at 256² one `vmap` over all 8 ran at ~70 trajectory-steps/s,
+    chunks of 2 at ~160-200; at 64² the full `vmap` is fastest; benchmarks/bench_solver.py).
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    return max(1, 2**17 // (n * n))
+
+
+@partial(jax.jit, static_argnames=("n_steps", "cfg", "chunk"))
 def advance_batch(
     omega_hat: Complex[Array, "b n m"],
     dt: float | Float[Array, ""],
     *,
     n_steps: int,
     cfg: SolverConfig,
+    chunk: int | None = None,
 ) -> Complex[Array, "b n m"]:
-    """:func:`advance` for a batch of trajectories (``vmap``), jitted: one call per save interval.
+    """:func:`advance` for a batch of trajectories, jitted: one call per save interval.
 
-    ``dt`` is traced (changing it does not recompile); ``n_steps`` and ``cfg`` are static.
+    Trajectories are batched with ``jax.vmap``, in chunks of ``chunk`` trajectories run one after
+    the other (``lax.map(..., batch_size=chunk)``); ``chunk=None`` uses :func:`default_chunk`
+    (all trajectories in one ``vmap`` on GPU/TPU). ``dt`` is traced (changing it does not
+    recompile); ``n_steps``, ``cfg`` and ``chunk`` are static.
     """
-    return jax.vmap(lambda w: advance(w, dt, n_steps, cfg))(omega_hat)
+
+    def one(w):
+        return advance(w, dt, n_steps, cfg)
+
+    size = default_chunk(cfg.resolution) if chunk is None else chunk
+    if size is None or size >= omega_hat.shape[0]:
+        return jax.vmap(one)(omega_hat)
+    return jax.lax.map(one, omega_hat, batch_size=size)
 
 
 def max_velocity(omega_hat: Complex[Array, "*b n m"]) -> Float[Array, "*b"]:
