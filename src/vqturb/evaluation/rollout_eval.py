@@ -582,8 +582,8 @@ def _write_report(
             "Summary",
             [
                 R.Text(
-                    f"{m['n_samples']} rollouts of {m['n_steps']} steps from held-out starting "
-                    f"frames ({m['settings'].get('split', 'test')} split); ground truth for "
+                    f"{m['n_samples']} rollouts of {m['n_steps']} steps; starting frames from: "
+                    f"{m['settings'].get('split', 'test split')}; ground truth for "
                     f"{m['n_gt_frames']} frames per sample; reference for physics and skill: "
                     f"{m['reference']}. Field size {m['field_shape'][0]}×{m['field_shape'][1]}."
                 ),
