@@ -8,7 +8,9 @@ Each scale ``k`` (an ``s_k × s_k`` grid of symbols in ``[0, n_k)``) is coded wi
   strength ``alpha``: ``p(x | c) = (n(c, x) + α q(x)) / (n(c) + α)``;
 - ``"west"``: the same with the left neighbour ``(i, j−1)`` in the same scale as context (a
   separate "no neighbour" context for column 0) — the only choice with context for a
-  single-scale VQ-VAE.
+  single-scale VQ-VAE;
+- ``"prev"``: the token at the same position in the previous frame of the same trajectory (a
+  separate context for a trajectory's first frame): consecutive snapshots share most tokens.
 
 The choice (and ``alpha``) is made per scale by the measured code length on held-out fields *plus*
 the bytes of the stored table, so conditioning is used only where it pays for its table.
@@ -19,7 +21,7 @@ derived from them by the same deterministic float64 arithmetic on both sides. Co
 ``constriction``'s range coder (a queue: symbols decode in the order they were encoded), with one
 concrete ``Categorical`` per (scale, context). Symbols are ordered scale by scale; inside a scale they
 are grouped by context value (ascending), each group in raster order — for ``"west"`` column by
-column, so the decoder always knows a symbol's context before it decodes the symbol and rebuilds
+column, for ``"prev"`` one frame generation at a time, so the decoder always knows a symbol's context before it decodes the symbol and rebuilds
 the same order.
 
 References: Witten, Neal & Cleary (1987) arithmetic coding; Duda (2013) ANS / range variants;
@@ -38,7 +40,7 @@ from vqturb.errors import InputError
 
 # Pseudo-counts tried for the parent-conditioned tables (the best one, measured, is kept).
 ALPHAS: tuple[int, ...] = (1, 4, 16, 64)
-CONTEXTS: tuple[str, ...] = ("none", "parent", "west")
+CONTEXTS: tuple[str, ...] = ("none", "parent", "west", "prev")
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +246,9 @@ class EntropyCodec:
         train: Sequence[np.ndarray],
         n_symbols: Sequence[int],
         *,
+        prev: np.ndarray | None = None,
         heldout: Sequence[np.ndarray] | None = None,
+        heldout_prev: np.ndarray | None = None,
         n_fields: int | None = None,
         contexts: Sequence[str] = CONTEXTS,
         precision: int = 16,
@@ -255,8 +259,11 @@ class EntropyCodec:
         Args:
             train: one int array ``[N, s_k, s_k]`` per scale.
             n_symbols: alphabet size per scale.
+            prev: ``[N]`` index of each field's previous frame in ``train`` (``-1``: none; see
+                :func:`previous_frames`); without it the ``"prev"`` context is not considered.
             heldout: fields to measure code lengths on; default: a random fifth of ``train``
                 (the final tables are then refitted on all of ``train``).
+            heldout_prev: ``prev`` of ``heldout`` (indices into ``heldout``).
             n_fields: how many fields the code will be used for, to weigh table bytes against
                 per-field savings (default: the number of held-out fields).
             contexts: candidate context kinds.
@@ -266,45 +273,64 @@ class EntropyCodec:
         scales = tuple(int(t.shape[-1]) for t in train)
         n_symbols = tuple(int(n) for n in n_symbols)
         _check_tokens(train, scales, n_symbols)
-        if heldout is None:
-            n = train[0].shape[0]
+        n = train[0].shape[0]
+        prev = _check_prev(prev, n)
+        if prev is None or (heldout is not None and heldout_prev is None):
+            contexts = tuple(c for c in contexts if c != "prev")
+        if heldout is not None:
+            heldout = [np.asarray(t) for t in heldout]
+            _check_tokens(heldout, scales, n_symbols)
+            heldout_prev = _check_prev(heldout_prev, heldout[0].shape[0])
+            n_ho = heldout[0].shape[0]
+            tr_idx, ho_idx = np.arange(n), None
+        else:
             perm = np.random.default_rng(seed).permutation(n)
             n_ho = max(1, n // 5) if n > 1 else 0
             ho_idx, tr_idx = perm[:n_ho], perm[n_ho:]
-            sel_train = [t[tr_idx] for t in train]
-            heldout = [t[ho_idx] for t in train] if n_ho else sel_train
-        else:
-            heldout = [np.asarray(t) for t in heldout]
-            _check_tokens(heldout, scales, n_symbols)
-            sel_train = train
-        n_ho = heldout[0].shape[0]
+            if n_ho == 0:
+                ho_idx, n_ho = tr_idx, n
         weight = (n_fields if n_fields is not None else n_ho) / max(n_ho, 1)
 
         models = []
         for k in range(len(scales)):
             best = None
             for kind, alpha in _candidates(k, contexts):
-                model = _fit_scale(sel_train, k, kind, alpha, n_symbols)
-                freqs = model.frequencies(precision)
-                ctx, sym = _contexts_and_symbols(heldout, k, kind, n_symbols)
-                bits = weight * _code_bits(freqs, ctx, sym, precision)
+                # (context, symbol) per field: a held-out field's context may come from a
+                # training field (its previous frame), which the decoder has by then
+                ctx, sym = _contexts_and_symbols(train, k, kind, n_symbols, prev)
+                ctx, sym = ctx.reshape(n, -1), sym.reshape(n, -1)
+                model = _count(ctx[tr_idx], sym[tr_idx], kind, alpha, k, n_symbols)
+                if ho_idx is None:
+                    hc, hs = _contexts_and_symbols(heldout, k, kind, n_symbols, heldout_prev)
+                else:
+                    hc, hs = ctx[ho_idx].ravel(), sym[ho_idx].ravel()
+                bits = weight * _code_bits(model.frequencies(precision), hc, hs, precision)
                 bits += 8 * len(pack_counts(model.counts))
                 if best is None or bits < best[0]:
                     best = (bits, kind, alpha)
             _, kind, alpha = best
-            models.append(_fit_scale(train, k, kind, alpha, n_symbols))
+            ctx, sym = _contexts_and_symbols(train, k, kind, n_symbols, prev)
+            models.append(_count(ctx, sym, kind, alpha, k, n_symbols))
         return cls(scales, n_symbols, tuple(models), precision)
 
     # ---- coding --------------------------------------------------------------------------
 
-    def encode(self, tokens: Sequence[np.ndarray]) -> bytes:
-        """Losslessly code ``tokens`` (one ``[N, s_k, s_k]`` int array per scale) to bytes."""
+    def _needs_prev(self) -> bool:
+        return any(m.context == "prev" for m in self.models)
+
+    def encode(self, tokens: Sequence[np.ndarray], prev: np.ndarray | None = None) -> bytes:
+        """Losslessly code ``tokens`` (one ``[N, s_k, s_k]`` int array per scale) to bytes.
+
+        ``prev`` (``[N]``, see :func:`previous_frames`) is required when a scale uses the
+        ``"prev"`` context; the decoder must be given the same array.
+        """
         import constriction
 
         tokens = [np.asarray(t) for t in tokens]
         _check_tokens(tokens, self.scales, self.n_symbols)
-        enc = constriction.stream.queue.RangeEncoder()
         n = tokens[0].shape[0]
+        prev = self._prev_for(prev, n)
+        enc = constriction.stream.queue.RangeEncoder()
         for k, model in enumerate(self.models):
             if self.n_symbols[k] == 1:
                 continue  # a one-symbol alphabet carries no information: zero bits
@@ -312,19 +338,24 @@ class EntropyCodec:
             s = self.scales[k]
             flat = tokens[k].reshape(n, s * s)
             parent = tokens[k - 1] if k else None
-            for pos in _steps(model.context, s):
-                ctx = _step_contexts(model.context, flat, parent, pos, s, self.n_symbols[k])
-                sym = flat[:, pos].ravel()
+            for fields, pos in _steps(model.context, s, n, prev):
+                ctx = _step_contexts(
+                    model.context, flat, parent, fields, pos, s, self.n_symbols[k], prev
+                )
+                sym = flat[np.ix_(fields, pos)].ravel()
                 for c, idx in _groups(ctx):
                     enc.encode(sym[idx].astype(np.int32), cat(c))
         return enc.get_compressed().astype("<u4").tobytes()
 
-    def decode(self, payload: bytes, n_fields: int) -> list[np.ndarray]:
+    def decode(
+        self, payload: bytes, n_fields: int, prev: np.ndarray | None = None
+    ) -> list[np.ndarray]:
         """Inverse of :meth:`encode`: one ``[n_fields, s_k, s_k]`` int32 array per scale."""
         import constriction
 
         if len(payload) % 4:
             raise ValueError("payload length is not a multiple of 4 bytes")
+        prev = self._prev_for(prev, n_fields)
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         dec = constriction.stream.queue.RangeDecoder(words)
         out: list[np.ndarray] = []
@@ -335,22 +366,32 @@ class EntropyCodec:
             cat = _model_cache(model, self.precision)
             flat = np.zeros((n_fields, s * s), dtype=np.int32)
             parent = out[k - 1] if k else None
-            for pos in _steps(model.context, s):
-                ctx = _step_contexts(model.context, flat, parent, pos, s, self.n_symbols[k])
+            for fields, pos in _steps(model.context, s, n_fields, prev):
+                ctx = _step_contexts(
+                    model.context, flat, parent, fields, pos, s, self.n_symbols[k], prev
+                )
                 sym = np.empty(ctx.size, dtype=np.int32)
                 for c, idx in _groups(ctx):
                     sym[idx] = dec.decode(cat(c), idx.size)
-                flat[:, pos] = sym.reshape(n_fields, pos.size)
+                flat[np.ix_(fields, pos)] = sym.reshape(fields.size, pos.size)
             out.append(flat.reshape(n_fields, s, s))
         return out
 
-    def code_bits(self, tokens: Sequence[np.ndarray]) -> list[float]:
+    def _prev_for(self, prev: np.ndarray | None, n: int) -> np.ndarray | None:
+        if prev is None and self._needs_prev():
+            raise ValueError("this codec uses the 'prev' context: pass prev=previous_frames(...)")
+        return _check_prev(prev, n)
+
+    def code_bits(
+        self, tokens: Sequence[np.ndarray], prev: np.ndarray | None = None
+    ) -> list[float]:
         """Ideal code length (bits) per scale of ``tokens`` under this codec's tables."""
         tokens = [np.asarray(t) for t in tokens]
         _check_tokens(tokens, self.scales, self.n_symbols)
+        prev = self._prev_for(prev, tokens[0].shape[0])
         bits = []
         for k, model in enumerate(self.models):
-            ctx, sym = _contexts_and_symbols(tokens, k, model.context, self.n_symbols)
+            ctx, sym = _contexts_and_symbols(tokens, k, model.context, self.n_symbols, prev)
             bits.append(_code_bits(model.frequencies(self.precision), ctx, sym, self.precision))
         return bits
 
@@ -407,13 +448,44 @@ def _candidates(k: int, contexts: Sequence[str]):
     if k > 0 and "parent" in contexts:
         for a in ALPHAS:
             yield "parent", a
-    if "west" in contexts:
-        for a in ALPHAS:
-            yield "west", a
+    for kind in ("west", "prev"):
+        if kind in contexts:
+            for a in ALPHAS:
+                yield kind, a
+
+
+def previous_frames(trajectory_id: np.ndarray, time_index: np.ndarray) -> np.ndarray:
+    """``[N]`` position of each field's previous frame (same trajectory, time index − 1) when it
+    comes earlier in the list, else −1."""
+    traj = np.asarray(trajectory_id, dtype=np.int64)
+    tidx = np.asarray(time_index, dtype=np.int64)
+    where = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(traj, tidx, strict=True))}
+    prev = np.array([where.get((int(a), int(b) - 1), -1) for a, b in zip(traj, tidx, strict=True)])
+    prev = prev.astype(np.int64).reshape(-1)
+    prev[prev >= np.arange(prev.size)] = -1
+    return prev
+
+
+def _check_prev(prev: np.ndarray | None, n: int) -> np.ndarray | None:
+    if prev is None:
+        return None
+    prev = np.asarray(prev, dtype=np.int64).reshape(-1)
+    if prev.size != n or np.any(prev >= np.arange(n)) or np.any(prev < -1):
+        raise ValueError("prev must be [N] with -1 <= prev[i] < i")
+    return prev
+
+
+def _depth(prev: np.ndarray) -> np.ndarray:
+    """Length of each field's chain of previous frames (prev[i] < i, so one pass suffices)."""
+    d = np.zeros(prev.size, dtype=np.int64)
+    for i, p in enumerate(prev):
+        if p >= 0:
+            d[i] = d[p] + 1
+    return d
 
 
 def _n_rows(kind: str, k: int, n_symbols) -> int:
-    """Context rows of a table: 1, the parent's alphabet, or this alphabet + "no neighbour"."""
+    """Context rows of a table: 1, the parent's alphabet, or this alphabet + "none there"."""
     if kind == "none":
         return 1
     if kind == "parent":
@@ -421,47 +493,60 @@ def _n_rows(kind: str, k: int, n_symbols) -> int:
     return int(n_symbols[k]) + 1
 
 
-def _steps(kind: str, s: int) -> list[np.ndarray]:
-    """Flat grid positions coded together, in order. A "west" scale goes column by column so
-    that every token's left neighbour is decoded before it; the others in one step."""
+def _steps(
+    kind: str, s: int, n: int, prev: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fields, flat grid positions) coded together, in order, such that every symbol's context
+    is decoded before it: "west" goes column by column, "prev" frame generation by generation
+    (fields whose previous frame is already decoded), the others in one step."""
+    every_field, every_pos = np.arange(n), np.arange(s * s)
     if kind == "west":
-        return [np.arange(s) * s + j for j in range(s)]
-    return [np.arange(s * s)]
+        return [(every_field, np.arange(s) * s + j) for j in range(s)]
+    if kind == "prev":
+        d = _depth(prev)
+        return [(np.flatnonzero(d == g), every_pos) for g in range(int(d.max()) + 1 if n else 0)]
+    return [(every_field, every_pos)]
 
 
-def _step_contexts(kind, flat, parent, pos, s: int, n_sym: int) -> np.ndarray:
-    """Context of positions ``pos`` of every field, ``[N * len(pos)]`` (field-major), from the
-    tokens decoded so far (``flat`` ``[N, s*s]`` of this scale, ``parent`` ``[N, sp, sp]``)."""
-    n = flat.shape[0]
+def _step_contexts(kind, flat, parent, fields, pos, s: int, n_sym: int, prev) -> np.ndarray:
+    """Context of positions ``pos`` of ``fields``, ``[len(fields) * len(pos)]`` (field-major),
+    from the tokens decoded so far (``flat`` ``[N, s*s]`` of this scale, ``parent``
+    ``[N, sp, sp]`` the coarser scale, ``prev`` each field's previous frame or −1)."""
+    m = fields.size
     if kind == "none":
-        return np.zeros(n * pos.size, dtype=np.int64)
+        return np.zeros(m * pos.size, dtype=np.int64)
     if kind == "parent":
         sp = parent.shape[-1]
         pidx = parent_index(sp, s)[pos]
-        return parent.reshape(n, sp * sp)[:, pidx].ravel().astype(np.int64)
+        return parent.reshape(-1, sp * sp)[np.ix_(fields, pidx)].ravel().astype(np.int64)
+    if kind == "prev":
+        pf = prev[fields]
+        ctx = flat[np.ix_(np.maximum(pf, 0), pos)].astype(np.int64)
+        ctx[pf < 0] = n_sym  # first frame of a run: the "no previous frame" context
+        return ctx.ravel()
     col = pos % s
     left = np.where(col > 0, pos - 1, 0)
-    ctx = flat[:, left].astype(np.int64)
+    ctx = flat[np.ix_(fields, left)].astype(np.int64)
     ctx[:, col == 0] = n_sym  # first column: the "no neighbour" context
     return ctx.ravel()
 
 
-def _contexts_and_symbols(tokens, k: int, kind: str, n_symbols) -> tuple[np.ndarray, np.ndarray]:
-    """(context, symbol) of every token of scale ``k`` (any order: used for counting)."""
+def _contexts_and_symbols(
+    tokens, k: int, kind: str, n_symbols, prev=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(context, symbol) of every token of scale ``k``, field-major (for counting)."""
     t = np.asarray(tokens[k])
     n, s = t.shape[0], t.shape[-1]
     flat = t.reshape(n, s * s)
     parent = tokens[k - 1] if k else None
-    pos = np.arange(s * s)
-    ctx = _step_contexts(kind, flat, parent, pos, s, int(n_symbols[k]))
+    ctx = _step_contexts(kind, flat, parent, np.arange(n), np.arange(s * s), s,
+                         int(n_symbols[k]), prev)  # fmt: skip
     return ctx, flat.ravel().astype(np.int64)
 
 
-def _fit_scale(tokens, k: int, kind: str, alpha: int, n_symbols) -> ScaleModel:
-    ctx, sym = _contexts_and_symbols(tokens, k, kind, n_symbols)
-    rows = _n_rows(kind, k, n_symbols)
-    counts = np.zeros((rows, n_symbols[k]), dtype=np.int64)
-    np.add.at(counts, (ctx, sym), 1)
+def _count(ctx, sym, kind: str, alpha: int, k: int, n_symbols) -> ScaleModel:
+    counts = np.zeros((_n_rows(kind, k, n_symbols), n_symbols[k]), dtype=np.int64)
+    np.add.at(counts, (np.ravel(ctx), np.ravel(sym)), 1)
     return ScaleModel(kind, alpha, counts)
 
 

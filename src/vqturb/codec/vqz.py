@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from vqturb.codec.container import pack_vqz, read_vqz, unpack_vqz
-from vqturb.codec.entropy import EntropyCodec, pack_ints, unpack_ints
+from vqturb.codec.entropy import CONTEXTS, EntropyCodec, pack_ints, previous_frames, unpack_ints
 from vqturb.errors import InputError
 
 FORMAT = "vqturb-tokens"
@@ -88,7 +88,10 @@ def encode_token_file(
     codes: list[np.ndarray],
     *,
     table_codes: list[np.ndarray] | None = None,
+    table_index: tuple[np.ndarray, np.ndarray] | None = None,
     heldout_codes: list[np.ndarray] | None = None,
+    heldout_index: tuple[np.ndarray, np.ndarray] | None = None,
+    contexts: tuple[str, ...] = CONTEXTS,
     trajectory_id: np.ndarray,
     time_index: np.ndarray,
     times: np.ndarray,
@@ -98,16 +101,31 @@ def encode_token_file(
     verify: bool = True,
 ) -> tuple[bytes, EntropyCodec, dict]:
     """Build the bytes of a ``.vqz`` from original codes; ``tok`` must be fitted on (a superset
-    of) ``codes`` and ``table_codes``. Returns ``(data, codec, sizes)``."""
+    of) ``codes`` and ``table_codes``. ``*_index`` are (trajectory id, time index) of the table
+    and held-out fields, for the previous-frame context. Returns ``(data, codec, sizes)``."""
     local = tok.codes_to_local(codes)
     n = local[0].shape[0]
     n_symbols = [int(v) for v in tok.scale_vocab_sizes]
-    train_local = tok.codes_to_local(table_codes) if table_codes is not None else local
+    prev = previous_frames(trajectory_id, time_index)
+    if table_codes is None:
+        train_local, train_prev = local, prev
+    else:
+        train_local = tok.codes_to_local(table_codes)
+        train_prev = None if table_index is None else previous_frames(*table_index)
     held_local = tok.codes_to_local(heldout_codes) if heldout_codes is not None else None
-    codec = EntropyCodec.fit(train_local, n_symbols, heldout=held_local, n_fields=n)
-    payload = codec.encode(local)
+    held_prev = None if heldout_index is None else previous_frames(*heldout_index)
+    codec = EntropyCodec.fit(
+        train_local,
+        n_symbols,
+        prev=train_prev,
+        heldout=held_local,
+        heldout_prev=held_prev,
+        n_fields=n,
+        contexts=contexts,
+    )
+    payload = codec.encode(local, prev)
     if verify:
-        back = codec.decode(payload, n)
+        back = codec.decode(payload, n, prev)
         if not all(np.array_equal(a, b) for a, b in zip(local, back, strict=True)):
             raise RuntimeError("entropy coder round trip failed (a bug in vqturb)")
 
@@ -184,7 +202,7 @@ def decode_token_file(data: bytes, path: str | os.PathLike | None = None) -> Tok
             times = np.frombuffer(zlib.decompress(sections["times"]), "<f8").astype(np.float64)
         else:
             times = ti["t0"] + ti["dt"] * np.arange(n)
-        local = codec.decode(sections["payload"], n)
+        local = codec.decode(sections["payload"], n, previous_frames(traj, tidx))
         codes = [u[ids].astype(np.int32) for u, ids in zip(vocab, local, strict=True)]
     except InputError:
         raise
@@ -248,11 +266,14 @@ def compress(
     tok.fit_codes(scan.codes)
     tr, va = _table_split(ds, subset)
     t0 = time.perf_counter()
+    ids = (scan.trajectory_id, scan.time_index)
     data, codec, sizes = encode_token_file(
         tok,
         scan.codes,
         table_codes=[c[tr] for c in scan.codes],
+        table_index=(ids[0][tr], ids[1][tr]),
         heldout_codes=None if va is None else [c[va] for c in scan.codes],
+        heldout_index=None if va is None else (ids[0][va], ids[1][va]),
         trajectory_id=scan.trajectory_id,
         time_index=scan.time_index,
         times=subset.times(),
