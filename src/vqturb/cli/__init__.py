@@ -17,7 +17,18 @@ from vqturb import __version__
 from vqturb.errors import VqturbError
 
 # Module names under vqturb.cli, in the order they appear in `vqturb --help`.
-COMMANDS: tuple[str, ...] = ("generate", "inspect", "train_vqvae", "tokenizer", "compress", "decompress", "bench", "eval_nsp", "train_nsp")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "generate",
+    "inspect",
+    "train_vqvae",
+    "tokenizer",
+    "compress",
+    "decompress",
+    "train_nsp",
+    "eval_nsp",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,7 @@ class Progress:
         self.fields: dict[str, str] = {}
         self.start = time.perf_counter()
         self._last_draw = 0.0
+        self._drawn_n: float | None = None  # n at the last line printed (non-tty)
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def __enter__(self) -> Progress:
@@ -93,13 +94,15 @@ class Progress:
         if self._tty:
             self.stream.write("\r\x1b[2K" + self.line(now))
         else:
+            self._drawn_n = self.n
             self.stream.write(self.line(now) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
         if self.disable:
             return
-        self._draw(time.perf_counter())
+        if self._tty or self._drawn_n != self.n:  # no repeated final log line
+            self._draw(time.perf_counter())
         if self._tty:
             self.stream.write("\n")
             self.stream.flush()
