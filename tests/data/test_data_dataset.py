@@ -301,8 +301,10 @@ def test_inspect_summary(three_traj):
     np.testing.assert_allclose([rep.mean, rep.std], [allv.mean(), allv.std()], rtol=1e-10)
     assert rep.time_range == (0.0, 20.0 + 0.1 * 13)
     assert rep.has_time
+    np.testing.assert_allclose(rep.dt_range, (0.1, 0.1))
     text = rep.summary()
     assert "traj_002: 14 snapshots" in text and "8 x 8" in text
+    assert "time step     0.1 (uniform)" in text
 
 
 def test_inspect_time_must_increase(tmp_path, rng):
@@ -311,6 +313,9 @@ def test_inspect_time_must_increase(tmp_path, rng):
     write_field(folder / "3.mat", rng.standard_normal((4, 4)), time=0.05)
     rep = inspect_dataset(folder, progress=False)
     assert len(rep.errors) == 1 and "3.mat" in rep.errors[0] and "'time'" in rep.errors[0]
+    write_field(folder / "3.mat", rng.standard_normal((4, 4)), time=0.5)  # a longer step
+    rep = inspect_dataset(folder, progress=False)
+    assert rep.ok and "time step     0.1 .. 0.4 (NOT uniform)" in rep.summary()
 
 
 def test_inspect_lists_bad_first_files_and_other_shapes(tmp_path, rng):

@@ -842,6 +842,7 @@ class InspectReport:
     std: float = math.nan  # population standard deviation
     time_range: tuple[float, float] | None = None  # (first, last) time over all trajectories
     has_time: bool = False  # whether times come from the files (else snapshot indices)
+    dt_range: tuple[float, float] | None = None  # (smallest, largest) step between snapshots
     errors: list[str] = field(default_factory=list)  # one line per bad file
 
     @property
@@ -878,6 +879,12 @@ class InspectReport:
         if self.time_range is not None:
             src = "" if self.has_time else " (snapshot indices: no time variable)"
             lines.append(f"time          {self.time_range[0]:.6g} .. {self.time_range[1]:.6g}{src}")
+        if self.has_time and self.dt_range is not None:
+            lo, hi = self.dt_range
+            # pairs (t, t+k) are k snapshots apart: a constant step makes that a constant time
+            kind = "uniform" if hi - lo <= 1e-6 * max(abs(hi), 1e-300) else "NOT uniform"
+            span = f"{lo:.6g}" if kind == "uniform" else f"{lo:.6g} .. {hi:.6g}"
+            lines.append(f"time step     {span} ({kind})")
         return "\n".join(lines)
 
 
@@ -908,6 +915,7 @@ def inspect_dataset(
     )
     stats = RunningStats()
     t_lo, t_hi = math.inf, -math.inf
+    dt_lo, dt_hi = math.inf, -math.inf
     all_have_time = True
     try:
         with Progress(len(ds), desc="inspect", unit="snap", disable=not progress) as bar:
@@ -955,6 +963,9 @@ def inspect_dataset(
                     }
                 )
                 t_lo, t_hi = min(t_lo, tvals[0]), max(t_hi, tvals[-1])
+                if has_time and len(tvals) > 1:
+                    steps = np.diff(np.asarray(tvals))
+                    dt_lo, dt_hi = min(dt_lo, float(steps.min())), max(dt_hi, float(steps.max()))
     finally:
         ds.close()
     if divisible_by is not None:
@@ -964,6 +975,8 @@ def inspect_dataset(
             report.errors.append(str(e))
     report.has_time = all_have_time
     report.time_range = (t_lo, t_hi)
+    if dt_lo <= dt_hi:
+        report.dt_range = (dt_lo, dt_hi)
     if stats.n:
         report.min, report.max = stats.min, stats.max
         report.mean, report.std = stats.mean, stats.std
