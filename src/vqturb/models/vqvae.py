@@ -331,7 +331,7 @@ def _assign(model: Model, z_e: Float[Array, "b h w d"]) -> QuantOutput:
 
 
 @eqx.filter_jit
-def _lloyd_step(model: Model, out: QuantOutput, key: PRNGKeyArray, first: bool) -> Model:
+def _lloyd_step(model: Model, out: QuantOutput, key: PRNGKeyArray, first: Array) -> Model:
     """Codes ← means of their assigned vectors; empty codes (and all, on the first call) ←
     random vectors of the batch."""
     groups = _codebook_groups(model)
@@ -341,7 +341,7 @@ def _lloyd_step(model: Model, out: QuantOutput, key: PRNGKeyArray, first: bool) 
         counts = q.counts(idx)
         sums = jax.ops.segment_sum(vecs, idx, q.vocab_size)
         rand = vecs[jr.randint(k, (q.vocab_size,), 0, vecs.shape[0])]
-        empty = jnp.ones_like(counts, bool) if first else counts == 0
+        empty = jnp.logical_or(first, counts == 0)  # traced flag: one compilation
         means = jnp.where(empty[:, None], rand, sums / jnp.maximum(counts, 1.0)[:, None])
         new.append(q.set_codebook(means, jnp.where(empty, 0.0, counts)))
     return _replace_quantizers(model, new)
@@ -356,7 +356,6 @@ def kmeans_init(model: Model, x: FieldIn, *, key: PRNGKeyArray, iters: int = 10)
     """
     z_e = jax.lax.stop_gradient(eqx.filter_jit(type(model).embed)(model, x)).astype(jnp.float32)
     keys = split_key(key, iters + 1)
-    model = _lloyd_step(model, _assign(model, z_e), keys[0], True)
-    for k in keys[1:]:
-        model = _lloyd_step(model, _assign(model, z_e), k, False)
+    for i, k in enumerate(keys):
+        model = _lloyd_step(model, _assign(model, z_e), k, jnp.asarray(i == 0))
     return model
