@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from matfile_helpers import write_field, write_trajectory
+from matfile_helpers import write_field, write_trajectory, write_well
 
 from vqturb.data import BatchLoader, Normalization, PairLoader, open_dataset
 from vqturb.errors import InputError
@@ -132,11 +132,18 @@ def test_fingerprint_changes_with_what_decides_the_order(ds):
     assert PairLoader(sub, 4, dt=1).fingerprint != PairLoader(sub, 4, dt=2).fingerprint
 
 
-def test_larger_than_cache_streams_with_prefetch(tmp_path):
-    for i in range(2):
-        fields = np.stack([np.full((4, 4), 1000.0 * i + t) for t in range(10)])
-        write_trajectory(tmp_path / "ds" / f"traj_{i}", fields)
-    small = open_dataset(tmp_path / "ds", cache_bytes=3 * 4 * 4 * 4)  # 3 of 20 snapshots
+@pytest.mark.parametrize("fmt", ["mat", "h5"])
+def test_larger_than_cache_streams_with_prefetch(tmp_path, fmt):
+    fields = np.stack(
+        [np.stack([np.full((4, 4), 1000.0 * i + t) for t in range(10)]) for i in range(2)]
+    )
+    if fmt == "mat":
+        for i in range(2):
+            write_trajectory(tmp_path / "ds" / f"traj_{i}", fields[i])
+        path = tmp_path / "ds"
+    else:  # concurrent slice reads from one open HDF5 file
+        path = write_well(tmp_path / "w.h5", fields)
+    small = open_dataset(path, cache_bytes=3 * 4 * 4 * 4)  # 3 of 20 snapshots
     loader = BatchLoader(small.all(), 4, seed=5, prefetch=3)
     n = 3 * loader.steps_per_epoch
     for step, x in enumerate(loader.iterate(num_steps=n)):
