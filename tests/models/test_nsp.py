@@ -1,6 +1,8 @@
 """NextScalePredictor: configuration, block-causality through gradients, the two training forms and
 the cached sampler agreeing with each other."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -185,3 +187,23 @@ def test_filter_logits_top_k_top_p():
     assert np.isfinite(p[0]).tolist() == [True, False, False, False]
     t = np.asarray(filter_logits(logits, temperature=2.0))
     np.testing.assert_allclose(t, np.asarray(logits) / 2)
+
+
+def test_dropout_only_with_a_key_and_keeps_causality(rng):
+    cfg = dataclasses.replace(CFG, dropout=0.5)
+    m = NextScalePredictor(cfg, jr.normal(jr.key(1), (cfg.vocab_size, 8)), key=jr.key(0))
+    t0, t1 = random_tokens(cfg, rng, 2)
+    v0, v1 = m.embed_tokens(jnp.asarray(t0)), m.embed_tokens(jnp.asarray(t1))
+
+    @jax.jit
+    def run(v0, v1, key):
+        def loss(v1):
+            return jnp.sum(m.logits_all(v0, v1, key=key)[0])  # scale 1
+
+        return m.logits_all(v0, v1)[0], m.logits_all(v0, v1, key=key)[0], jax.grad(loss)(v1)
+
+    plain, dropped, g = run(v0, v1, jr.key(3))
+    again, _, _ = run(v0, v1, jr.key(4))
+    np.testing.assert_array_equal(plain, again)  # no key: inference, deterministic
+    assert not np.allclose(plain, dropped)
+    assert (np.asarray(g)[1:] == 0).all()  # scales >= 1 of t1 still invisible to scale 1
