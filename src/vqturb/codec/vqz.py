@@ -53,16 +53,18 @@ def _unpack_sorted(blob: bytes, n: int) -> np.ndarray:
     return np.cumsum(unpack_ints(blob, n) + 1) - 1
 
 
-def _times_header(times: np.ndarray) -> tuple[dict, bytes | None]:
-    """Regular times → {"t0", "dt"} (no section); irregular → raw float64 section."""
+def _times_header(times: np.ndarray, time_index: np.ndarray) -> tuple[dict, bytes | None]:
+    """Times that follow ``t0 + dt · time_index`` (every trajectory saved on one clock) →
+    ``{"t0", "dt"}`` and no section; otherwise the raw float64 times, deflated."""
     t = np.asarray(times, dtype=np.float64)
-    if t.size >= 2:
-        dt = (t[-1] - t[0]) / (t.size - 1)
-        lin = t[0] + dt * np.arange(t.size)
-        if np.max(np.abs(lin - t)) <= 1e-9 * max(abs(dt), 1e-300):
-            return {"t0": float(t[0]), "dt": float(dt)}, None
-    elif t.size == 1:
-        return {"t0": float(t[0]), "dt": 0.0}, None
+    i = np.asarray(time_index, dtype=np.float64)
+    if t.size and np.all(np.isfinite(t)):
+        lo, hi = int(np.argmin(i)), int(np.argmax(i))
+        dt = (t[hi] - t[lo]) / (i[hi] - i[lo]) if i[hi] > i[lo] else 0.0
+        t0 = t[lo] - dt * i[lo]
+        scale = max(abs(dt) * max(float(i.max()), 1.0), abs(t0), 1e-300)
+        if np.max(np.abs(t0 + dt * i - t)) <= 1e-12 * scale:
+            return {"t0": float(t0), "dt": float(dt)}, None
     return {"raw": True}, zlib.compress(t.astype("<f8").tobytes(), 9)
 
 
@@ -133,7 +135,7 @@ def encode_token_file(
     tidx = np.asarray(time_index, dtype=np.int64)
     used_traj = sorted({int(t) for t in traj})
     times = np.asarray(times, dtype=np.float64)
-    time_info, time_blob = _times_header(times)
+    time_info, time_blob = _times_header(times, tidx)
     header = {
         "format": FORMAT,
         "checkpoint_sha256": tok.checkpoint_sha256,
@@ -201,7 +203,7 @@ def decode_token_file(data: bytes, path: str | os.PathLike | None = None) -> Tok
         if ti.get("raw"):
             times = np.frombuffer(zlib.decompress(sections["times"]), "<f8").astype(np.float64)
         else:
-            times = ti["t0"] + ti["dt"] * np.arange(n)
+            times = ti["t0"] + ti["dt"] * tidx.astype(np.float64)
         local = codec.decode(sections["payload"], n, previous_frames(traj, tidx))
         codes = [u[ids].astype(np.int32) for u, ids in zip(vocab, local, strict=True)]
     except InputError:
