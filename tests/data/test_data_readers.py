@@ -189,3 +189,32 @@ def test_field_info_refuses_what_read_field_refuses_v73(tmp_path):
         field_info(p)
     p = write_mat73(tmp_path / "ok.mat", {"Omega": np.ones((3, 5), dtype=np.float32)})
     assert field_info(p).dtype == "float32" and field_info(p).shape == (3, 5)
+
+
+def test_complex_is_refused_without_relying_on_warnings(tmp_path):
+    import warnings
+
+    for fmt in ("v4", "v5", "v5c"):
+        p = write_field(tmp_path / f"{fmt}.mat", np.ones((3, 3)) + 2j, fmt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # production settings: warnings are not errors
+            with pytest.raises(InputError, match="complex values") as e:
+                read_field(p)
+        assert str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("cls, want", [(6, np.float64), (7, np.float32)])
+def test_double_or_single_stored_as_integers(tmp_path, cls, want):
+    # MATLAB may store a double array of small integers with an int16 storage type: craft one
+    # by relabelling scipy's int16 matrix as class double (6) / single (7) in the array flags
+    p = tmp_path / "stored.mat"
+    values = np.arange(12, dtype=np.int16).reshape(3, 4)
+    scipy.io.savemat(p, {"Omega": values})
+    raw = bytearray(p.read_bytes())
+    assert raw[144] == 10  # mxINT16_CLASS, first byte of the array-flags data
+    raw[144] = cls
+    p.write_bytes(bytes(raw))
+    assert list_variables(p)[0][2] == {6: "double", 7: "single"}[cls]
+    a = read_field(p)
+    assert a.dtype == want
+    np.testing.assert_array_equal(a, values)

@@ -6,9 +6,11 @@ by name, not by a traceback.
 
 MAT versions (MathWorks, "MAT-File Format", 2024):
 
-- v4 and v5/v7 (optionally zlib-compressed) are read with ``scipy.io.loadmat``. ``mat_dtype=True``
-  because MATLAB may store a ``double`` array with a narrower integer *storage* type; we want the
-  class MATLAB would load, not the bytes on disk.
+- v4 and v5/v7 (optionally zlib-compressed) are read with ``scipy.io.loadmat`` with the stored
+  types (``mat_dtype=False``): with ``mat_dtype=True`` scipy casts a complex ``double`` to real,
+  dropping the imaginary part with only a warning. MATLAB may store a ``double`` array with a
+  narrower integer *storage* type, and stores ``logical`` as uint8, so an integer result is
+  resolved with the variable's MATLAB class from the header (rare; the common path is one read).
 - v7.3 files are HDF5 files with a 512-byte user block holding the MATLAB header. MATLAB writes
   arrays column-major, so an ``H x W`` matrix appears in HDF5 as ``W x H``: we transpose. The
   ``MATLAB_class`` attribute says what the variable is (``double``, ``single``, ``logical``,
@@ -300,6 +302,8 @@ def read_field(
         a = _read_v5_fast(path, var) if version == "5" else None
         if a is None:
             a = _read_mat_scipy(path, var)
+            if isinstance(a, np.ndarray) and a.dtype.kind in "iu":
+                a = _apply_matlab_class(path, var, a)
     if not isinstance(a, np.ndarray):  # scipy.sparse matrix or MATLAB object
         raise _non_numeric(path, var, type(a).__name__)
     if a.dtype.names is not None or a.dtype.kind in "OUS":
@@ -311,12 +315,23 @@ def read_field(
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _apply_matlab_class(path: Path, var: str, a: np.ndarray) -> np.ndarray:
+    """Integer values from scipy: a logical, a true integer class, or a double/single stored in a
+    narrower integer type. The header's class decides."""
+    cls = {n: c for n, _, c in list_variables(path)}.get(var)
+    if cls == "logical":
+        raise _non_numeric(path, var, "MATLAB class 'logical'")
+    if cls == "single":
+        return a.astype(np.float32)
+    return a  # double stored as integers, or an integer class: check_values makes it float64
+
+
 def _read_mat_scipy(path: Path, var: str) -> object:
     import scipy.io
 
     try:
         with open(path, "rb") as f:
-            d = scipy.io.loadmat(f, variable_names=[var], mat_dtype=True)
+            d = scipy.io.loadmat(f, variable_names=[var], mat_dtype=False)
     except Exception as e:
         raise InputError(
             path, _var(var), f"could not read ({_short(e)}); truncated or corrupt?", "a MAT-file"
