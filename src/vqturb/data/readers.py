@@ -307,7 +307,14 @@ def read_field(
     if not isinstance(a, np.ndarray):  # scipy.sparse matrix or MATLAB object
         raise _non_numeric(path, var, type(a).__name__)
     if a.dtype.names is not None or a.dtype.kind in "OUS":
-        raise _non_numeric(path, var, "struct" if a.dtype.names else f"{a.dtype.kind!s} array")
+        kind = (
+            "MATLAB class 'struct'"
+            if a.dtype.names
+            else {"O": "MATLAB class 'cell'", "U": "text, MATLAB class 'char'"}.get(
+                a.dtype.kind, f"NumPy dtype {a.dtype}"
+            )
+        )
+        raise _non_numeric(path, var, kind)
     _check_shape(path, what, tuple(int(s) for s in a.shape))
     a = check_values(a, path, what)
     # One copy: transpose to C order and cast together. A separate transposed float64 copy
