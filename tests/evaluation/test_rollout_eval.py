@@ -387,3 +387,23 @@ def test_eval_nsp_rejects_bad_flags(tmp_path):
         RE.evaluate_nsp("a", "b", "c", tmp_path, top_p=1.5)
     with pytest.raises(InputError, match="--n_samples"):
         RE.evaluate_nsp("a", "b", "c", tmp_path, n_samples=0)
+
+
+def test_evaluate_rollouts_degenerate_inputs(tmp_path):
+    """All-zero fields and ground truth for t0 only: no warning (pytest turns them into errors),
+    no skill steps, finite numbers."""
+    rows = np.zeros((4, T), np.int32)
+    rows[:, 1:5] = 1
+    rows[:, 5:] = 5
+    zero = lambda r: np.zeros(np.asarray(r).shape[:-1] + (16, 16), np.float32)  # noqa: E731
+    m = RE.evaluate_rollouts(
+        rows.reshape(2, 2, T),
+        rows[:2].reshape(2, 1, T),
+        zero,
+        tmp_path,
+        layout=LAYOUT,
+        progress=False,
+    )
+    assert m["skill"]["step"] == [] and m["summary"]["skill_rel_l2_step1"] is None
+    assert m["summary"]["token_js_overall"] == 0.0
+    assert (tmp_path / "report.html").exists()
