@@ -500,6 +500,9 @@ def evaluate_rollouts(
             max(e["out_of_range_generated"] for e in m["tokens"]["per_scale"])
         ),
     }
+    if timing and "steady_frames_per_s" in timing:
+        m["summary"]["rollout_token_frames_per_s"] = float(timing["steady_frames_per_s"])
+    m["summary"]["decode_frames_per_s"] = float(rows.shape[0] / max(decode_s, 1e-9))
 
     # ---- files
     atomic_save_npz(
