@@ -163,12 +163,26 @@ def test_parent_context_chosen_when_it_pays(rng):
     assert len(codec.encode(train)) < 0.8 * len(marginal.encode(train))
 
 
-def test_independent_scales_keep_the_marginal(rng):
+def test_independent_uniform_tokens_store_no_table(rng):
     ns = (4, 8, 16, 32)
     train = [rng.integers(0, v, (300, s, s)) for v, s in zip(ns, (1, 2, 4, 8), strict=True)]
     codec = EntropyCodec.fit(train, ns)
-    # a parent table costs bytes and buys nothing on independent tokens
+    # a table costs bytes and buys nothing on independent, uniform tokens
     assert [m.context for m in codec.models] == ["none"] * 4
+    assert all(m.counts.sum() == 0 for m in codec.models)
+    assert sum(len(t) for t in codec.tables()) <= 4 * 12
+    bits = 8 * len(codec.encode(train))
+    assert (
+        bits
+        <= 1.01 * 300 * sum(s * s * np.log2(v) for v, s in zip(ns, (1, 2, 4, 8), strict=True)) + 64
+    )
+
+
+def test_skewed_marginal_is_stored(rng):
+    p = np.array([0.7, 0.1, 0.1, 0.05, 0.05])
+    train = [rng.choice(5, size=(400, 4, 4), p=p)]
+    codec = EntropyCodec.fit(train, (5,), contexts=("none",))
+    assert codec.models[0].counts.sum() > 0
 
 
 def test_code_length_close_to_ideal(rng):

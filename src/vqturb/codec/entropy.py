@@ -443,6 +443,9 @@ def _check_tokens(tokens: Sequence[np.ndarray], scales, n_symbols) -> None:
 
 
 def _candidates(k: int, contexts: Sequence[str]):
+    """(kind, alpha) pairs to try; ("none", -1) is the uniform table, which stores no counts:
+    the best choice when a table would cost more than it saves (few fields, flat usage)."""
+    yield "none", -1
     if "none" in contexts or k == 0:
         yield "none", 0
     if k > 0 and "parent" in contexts:
@@ -546,6 +549,8 @@ def _contexts_and_symbols(
 
 def _count(ctx, sym, kind: str, alpha: int, k: int, n_symbols) -> ScaleModel:
     counts = np.zeros((_n_rows(kind, k, n_symbols), n_symbols[k]), dtype=np.int64)
+    if alpha < 0:  # the uniform table: all-zero counts smooth to equal frequencies
+        return ScaleModel(kind, 0, counts)
     np.add.at(counts, (np.ravel(ctx), np.ravel(sym)), 1)
     return ScaleModel(kind, alpha, counts)
 
