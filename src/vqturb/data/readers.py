@@ -85,6 +85,12 @@ def mat_version(path: str | os.PathLike) -> str:
         raise InputError(path, None, "no such file", "an existing .mat file")
     if path.stat().st_size == 0:
         raise InputError(path, None, "empty file (0 bytes)", "a MAT-file")
+    # The common case first, from the 128-byte header alone: a little-endian v5 file ("MATLAB"
+    # text, version 0x0100, endian indicator "IM"). Everything else takes the careful path.
+    with open(path, "rb") as f:
+        head = f.read(128)
+    if len(head) == 128 and head[:6] == b"MATLAB" and head[124:128] == b"\x00\x01IM":
+        return "5"
     # HDF5 finds its superblock at offset 0, 512, 1024, ...: this covers v7.3 (512-byte MATLAB
     # user block) and plain HDF5 files given a .mat name.
     if h5py.is_hdf5(path):
@@ -366,9 +372,9 @@ def _v5_tag(buf: bytes, pos: int) -> tuple[int, int, int, int]:
 def _read_v5_fast(path: Path, var: str) -> np.ndarray | None:
     """Read an uncompressed little-endian v5 ``double``/``single`` real 2-D matrix directly.
 
-    scipy.io.loadmat spends ~1.5 ms per 256^2 double matrix in generic parsing; the values are
-    one contiguous column-major block, so walking the element headers (seeking past other
-    variables) and one ``np.fromfile`` is several times faster (benchmarks/bench_loader.py), and
+    The values are one contiguous column-major block, so walking the element headers (seeking
+    past other variables) and one ``np.fromfile`` suffice: 0.11-0.13 ms per 256^2 double matrix
+    against 0.27-0.32 ms for scipy.io.loadmat (best of 7, this 2-core machine, under load), and
     reading the small ``time`` variable touches a few hundred bytes, not the whole file.
     Anything else (compressed elements, other classes, complex, logical, big-endian, integer
     storage types, truncation) returns None and scipy reads the file, with its full generality
