@@ -17,6 +17,7 @@ not representable), so derivative operators use ``k = 0`` there, as is standard.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -210,7 +211,9 @@ def resample_spectral(
 # Random initial conditions
 
 
-def default_initial_spectrum(k: Float[Array, "*s"], k_peak: float = 4.0) -> Float[Array, "*s"]:
+def default_initial_spectrum(
+    k: Float[Array, "*s"], k_peak: float | Float[Array, ""] = 4.0
+) -> Float[Array, "*s"]:
     """``E(k) ∝ k⁴ exp(−2 (k/k_peak)²)``: a smooth spectrum peaked at ``k_peak``.
 
     A common choice for decaying/forced 2D turbulence initial conditions (e.g. McWilliams 1984,
@@ -244,6 +247,11 @@ def random_vorticity(
     Returns:
         ``[n, n]`` vorticity with zero mean, band-limited to the dealiased modes.
     """
+    return _random_vorticity(key, energy, k_peak, n=n, spectrum=spectrum)
+
+
+@partial(jax.jit, static_argnames=("n", "spectrum"))
+def _random_vorticity(key, energy, k_peak, *, n, spectrum):
     dtype = jnp.result_type(float)
     noise = jax.random.normal(key, (n, n), dtype=dtype)
     ky, kx = stats.wavenumbers(n, n)
