@@ -6,6 +6,7 @@ import pytest
 import scipy.io
 
 from vqturb.cli import main
+from vqturb.data.generate import spectral_tail_ratio
 from vqturb.data.writers import WellH5Writer, write_mat_trajectory, write_well_h5
 from vqturb.physics.spectral import resample_spectral
 
@@ -56,6 +57,7 @@ def test_generate_mat(mat_run):
     assert p["dt_requested"] == 0.05 and meta["dt"] == pytest.approx(0.05)
     assert meta["times"] == pytest.approx(TIMES)
     assert meta["wall_time_s"] > 0 and 0 < meta["max_cfl"] < 1.35
+    assert 0 < meta["spectral_tail_ratio"] < 1
     assert not list(out.rglob(".*"))  # no temporary files left behind
 
 
@@ -136,3 +138,11 @@ def test_h5_writer_leaves_nothing_on_error(tmp_path):
             w.write(0, np.zeros((2, 8, 8)))
             raise KeyboardInterrupt  # e.g. the user stops a long run
     assert list(tmp_path.iterdir()) == []
+
+
+def test_spectral_tail_ratio_flags_unresolved_fields(rng):
+    c = 2 * np.pi * np.arange(48) / 48
+    smooth = np.cos(3 * c)[:, None] * np.sin(2 * c)[None, :]
+    assert spectral_tail_ratio(smooth[None]) < 1e-10
+    noise = rng.standard_normal((2, 48, 48))
+    assert spectral_tail_ratio(noise) > 1e-2
