@@ -8,6 +8,12 @@ the ratio against the vmapped-eqx reference measured in the same run, for zero a
 padding.
 
     .venv/bin/python benchmarks/bench_conv_layout.py [--res 64 --batch 8 --base 32 --steps 20]
+
+With ``--preset cpu|default`` it instead times the full library model (VQVAE2d, or VARVQVAE2d with
+``--var``) of that preset at its resolution: forward+backward+Adam+EMA, images/s and ms/step.
+
+    .venv/bin/python benchmarks/bench_conv_layout.py --preset cpu --batch 8
+    .venv/bin/python benchmarks/bench_conv_layout.py --preset default --batch 4 --steps 3
 """
 
 from __future__ import annotations
@@ -139,6 +145,58 @@ def interleaved(runs: dict, steps: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def bench_preset(name: str, batch: int, steps: int, var: bool, padding_mode: str | None) -> dict:
+    from vqturb.models import VQVAEConfig, build_model, ema_update, trainable_spec
+
+    over = {"var_mode": True} if var else {}
+    if padding_mode:
+        over["padding_mode"] = padding_mode
+    cfg = VQVAEConfig.preset(name, **over)
+    model = build_model(cfg, key=jr.PRNGKey(0))
+    opt = optax.adam(1e-4)
+    params, _ = eqx.partition(model, trainable_spec(model))
+    state = opt.init(params)
+    x = jr.normal(jr.PRNGKey(1), (batch, cfg.resolution, cfg.resolution))
+
+    @eqx.filter_jit
+    def step(model, state, x, key):
+        params, frozen = eqx.partition(model, trainable_spec(model))
+
+        def loss_fn(p):
+            recon, out = eqx.combine(p, frozen)(x)
+            return jnp.mean(jnp.square(recon - x)) + cfg.commitment_weight * out.commit_loss, out
+
+        (loss, out), g = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params)
+        upd, state = opt.update(g, state, params)
+        model, _ = ema_update(eqx.combine(eqx.apply_updates(params, upd), frozen), out, key=key)
+        return model, state, loss
+
+    t0 = time.perf_counter()
+    model, state, loss = step(model, state, x, jr.PRNGKey(0))
+    jax.block_until_ready(loss)
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        model, state, loss = step(model, state, x, jr.PRNGKey(i + 1))
+        jax.block_until_ready(loss)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    n_params = sum(v.size for v in jax.tree.leaves(eqx.filter(model, trainable_spec(model))))
+    return {
+        "preset": name,
+        "model": "VARVQVAE2d" if var else "VQVAE2d",
+        "resolution": cfg.resolution,
+        "batch": batch,
+        "padding_mode": cfg.padding_mode,
+        "params": int(n_params),
+        "first_step_s": round(compile_s, 1),
+        "ms_per_step": round(med * 1e3, 1),
+        "img_s": round(batch / med, 3),
+        "device": str(jax.devices()[0]),
+    }
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--res", type=int, default=64)
@@ -146,7 +204,13 @@ def main(argv=None):
     p.add_argument("--base", type=int, default=32)
     p.add_argument("--mult", default="1,2,2")
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--preset", choices=["cpu", "default"], help="time the library model instead")
+    p.add_argument("--var", action="store_true", help="with --preset: VARVQVAE2d")
+    p.add_argument("--padding_mode", choices=["zeros", "circular"], help="with --preset")
     a = p.parse_args(argv)
+    if a.preset:
+        print(json.dumps(bench_preset(a.preset, a.batch, a.steps, a.var, a.padding_mode)))
+        return
     mult = tuple(int(m) for m in a.mult.split(","))
     key = jr.PRNGKey(0)
     x = jr.normal(key, (a.batch, a.res, a.res))

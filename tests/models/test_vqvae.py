@@ -235,6 +235,7 @@ def test_every_flag_changes_the_model():
     assert signature(tiny(var_mode=True, shared_codebook=False)) != var
     assert signature(tiny(var_mode=True, num_phi=2)) != var
     assert signature(tiny(var_mode=True, scales=(2, 4))) == var  # same weights, other scales
+    assert signature(tiny(remat=True)) == ref  # same weights, recomputed activations
     assert build_model(tiny(var_mode=True, scales=(2, 4)), key=jr.PRNGKey(0)).scales == (2, 4)
 
 
@@ -242,3 +243,24 @@ def test_var_model_rejects_fields_of_another_size(rng):
     model = build_model(tiny(var_mode=True), key=jr.PRNGKey(0))
     with pytest.raises(InputError, match="scales ending in 4"):
         model(fields(rng, 1, 32))
+
+
+@pytest.mark.slow  # two more whole-model gradient compilations
+def test_remat_gives_the_same_gradients(rng):
+    x = fields(rng, 2, 16)
+
+    def grads(cfg):
+        model = build_model(cfg, key=jr.PRNGKey(12))
+
+        @eqx.filter_jit
+        def g(model):
+            def loss(m):
+                recon, out = m(x)
+                return jnp.mean((recon - x) ** 2) + 0.25 * out.commit_loss
+
+            return eqx.filter_grad(loss)(model)
+
+        return jax.tree.leaves(eqx.filter(g(model), eqx.is_inexact_array))
+
+    for a, b in zip(grads(tiny()), grads(tiny(remat=True)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
