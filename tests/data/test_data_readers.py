@@ -166,9 +166,12 @@ def test_v5_fast_path_agrees_with_scipy_and_defers_when_unsure(tmp_path, rng):
     np.testing.assert_array_equal(fast, a)
     assert _read_v5_fast(p, "abc") is not None  # 4-char name: packed "small data element"
     assert read_time(p) == 2.0
-    # compressed, integer-stored, complex and missing variables: scipy decides
-    scipy.io.savemat(p, {"Omega": a}, do_compression=True)
-    assert _read_v5_fast(p, "Omega") is None
+    # compressed (MATLAB's default): read directly too, skipping the variables before it
+    scipy.io.savemat(p, {"x": np.ones((9, 9)), "Omega": a, "time": 4.0}, do_compression=True)
+    np.testing.assert_array_equal(_read_v5_fast(p, "Omega"), a)
+    assert read_time(p) == 4.0
+    assert _read_v5_fast(p, "missing") is None
+    # integer-stored, complex and missing variables: scipy decides
     scipy.io.savemat(p, {"Omega": np.ones((3, 3), dtype=np.int16)})
     assert _read_v5_fast(p, "Omega") is None
     scipy.io.savemat(p, {"Omega": a + 1j})
