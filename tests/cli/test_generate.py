@@ -69,7 +69,8 @@ def test_generate_h5_matches_mat_after_truncation(mat_run, tmp_path):
     with h5py.File(out / "data.h5", "r") as f:
         v = f["t0_fields/vorticity"]
         assert v.shape == (2, 3, 16, 16) and v.dtype == np.float32
-        np.testing.assert_allclose(f["dimensions/time"][()], TIMES, rtol=1e-6)
+        assert f["dimensions/time"].dtype == np.float64
+        np.testing.assert_allclose(f["dimensions/time"][()], TIMES, rtol=1e-12)
         assert f.attrs["n_spatial_dims"] == 2 and f.attrs["n_trajectories"] == 2
         assert f.attrs["grid_type"] == "cartesian"
         assert list(f["t0_fields"].attrs["field_names"]) == ["vorticity"]

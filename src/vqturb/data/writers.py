@@ -8,7 +8,7 @@ never sees half a file.
 
 HDF5 (The Well, https://github.com/PolymathicAI/the_well, ``docs/data_format.md``): scalar fields
 in ``t0_fields/<name>`` shaped ``[n_traj, n_t, H, W]`` (float32, as The Well stores them), the
-time axis in ``dimensions/time``, grid coordinates in ``dimensions/y`` and ``dimensions/x``,
+time axis in ``dimensions/time`` (float64, so saved times are exact), grid coordinates in ``dimensions/y`` and ``dimensions/x``,
 periodic boundary conditions, and root attributes ``dataset_name``, ``grid_type``,
 ``n_spatial_dims``, ``n_trajectories``, ``simulation_parameters`` (plus one attribute per
 parameter). The arrays are stored rows-first, so ``dimensions@spatial_dims = ['y', 'x']``.
@@ -99,7 +99,8 @@ class WellH5Writer:
     ):
         self.path = Path(path)
         self.n_traj = int(n_traj)
-        self.times = np.asarray(times, dtype=np.float32)
+        # float64 (The Well uses float32): t = 20.1 must not read back as 20.0999985.
+        self.times = np.asarray(times, dtype=np.float64)
         self.shape = (int(shape[0]), int(shape[1]))
         self.field_name = field_name
         self.dataset_name = dataset_name
