@@ -45,7 +45,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Complex, Float
+from jaxtyping import Array, ArrayLike, Bool, Complex, Float
 
 from vqturb.errors import InputError, VqturbError
 from vqturb.physics import spectral
@@ -173,8 +173,9 @@ def forcing(cfg: SolverConfig) -> Float[Array, "n n"]:
     return cfg.fky * jnp.cos(cfg.fky * y) + cfg.fkx * jnp.cos(cfg.fkx * x)
 
 
-def to_state(omega: Float[Array, "*b n n"], cfg: SolverConfig) -> Complex[Array, "*b n m"]:
+def to_state(omega: Float[ArrayLike, "*b n n"], cfg: SolverConfig) -> Complex[Array, "*b n m"]:
     """Solver state from a physical vorticity field: ``rfft2``, restricted to the dealiased modes."""
+    omega = jnp.asarray(omega, dtype=jnp.result_type(float))
     if omega.shape[-1] != cfg.resolution or omega.shape[-2] != cfg.resolution:
         raise InputError(
             None, "initial vorticity", f"shape {omega.shape}", f"[..., {cfg.resolution}, ...]"
@@ -323,13 +324,14 @@ def _diagnose(
 
 
 def evolve(
-    omega: Float[Array, "*b n n"],
+    omega: Float[ArrayLike, "*b n n"],
     cfg: SolverConfig,
     t: float,
     dt: float,
 ) -> Float[Array, "*b n n"]:
     """Physical vorticity after time ``t``, with ``ceil(t/dt)`` equal steps (≤ ``dt``) from ``omega``."""
     n_steps = max(1, math.ceil(t / dt - 1e-9))
+    omega = jnp.asarray(omega, dtype=jnp.result_type(float))
     lead = omega.shape[:-2]
     state = to_state(omega.reshape((-1,) + omega.shape[-2:]), cfg)
     state = advance_batch(state, t / n_steps, n_steps=n_steps, cfg=cfg)
@@ -363,7 +365,7 @@ class Frame(NamedTuple):
 
 
 def simulate(
-    omega0: Float[Array, "b n n"],
+    omega0: Float[ArrayLike, "b n n"],
     cfg: SolverConfig,
     *,
     t_spinup: float,
@@ -385,6 +387,7 @@ def simulate(
     end state is non-finite or has a Courant number above ``2 C`` is recomputed from its start
     with a smaller step. A given ``dt`` that diverges raises :class:`SolverDivergedError`.
     """
+    omega0 = jnp.asarray(omega0, dtype=jnp.result_type(float))
     if omega0.ndim != 3:
         raise InputError(None, "initial vorticity", f"shape {omega0.shape}", "[batch, n, n]")
     state = to_state(omega0, cfg)
