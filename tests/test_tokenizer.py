@@ -58,6 +58,12 @@ def test_decode_equals_model_reconstruction(tok_and_data):
     assert np.array_equal(tok.encode(x[3]), rows[3])
 
 
+def test_wrong_field_shape_is_a_clear_error(tok_and_data, rng):
+    tok, _ = tok_and_data
+    with pytest.raises(InputError, match="resolution this checkpoint was trained on"):
+        tok.fit(fields(rng, 2, size=32))
+
+
 def test_unseen_code_is_a_clear_error(tok_and_data, rng):
     tok, x = tok_and_data
     tok.fit(x[:1] * 0.0)  # a constant field uses very few codes

@@ -177,6 +177,17 @@ class VQVAETokenizer:
             x = np.asarray(src.get_batch(idx), dtype=np.float32)
             yield idx, x
 
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        res = self.config.get("resolution")
+        if res is not None and tuple(shape[-2:]) != (res, res):
+            where = getattr(self, "checkpoint", None)
+            raise InputError(
+                where,
+                "field shape",
+                f"{shape[-2]}x{shape[-1]} fields",
+                f"{res}x{res}, the resolution this checkpoint was trained on",
+            )
+
     def _pad(self, x: np.ndarray) -> np.ndarray:
         b = x.shape[0]
         if b == self.batch_size:
@@ -190,6 +201,7 @@ class VQVAETokenizer:
         fields = np.asarray(fields, dtype=np.float32)
         if fields.ndim != 3:
             raise InputError(None, "fields", f"shape {fields.shape}", "[B, H, W]")
+        self._check_shape(fields.shape)
         out: list[list[np.ndarray]] = []
         for start in range(0, len(fields), self.batch_size):
             x = fields[start : start + self.batch_size]
@@ -209,6 +221,7 @@ class VQVAETokenizer:
         from vqturb.utils.progress import Progress
 
         src = _as_source(source)
+        self._check_shape(tuple(src.shape))
         codes: list[list[np.ndarray]] = []
         errs: list[np.ndarray] = []
         with Progress(len(src), "tokenize", "field", disable=not progress) as bar:

@@ -21,7 +21,7 @@ def setup(tmp_path, monkeypatch, rng):
         (data / f"run{j}").mkdir(parents=True)
         for t in range(6):
             scipy.io.savemat(
-                data / f"run{j}" / f"{t}.mat",
+                data / f"run{j}" / f"{t + 1}.mat",  # numbered from 1, as vqturb generate does
                 {"Omega": x[6 * j + t].astype(np.float64), "time": 0.5 * t},
             )
     ckpt, _ = make_checkpoint(tmp_path / "m.eqx", monkeypatch, var_mode=True)
@@ -44,10 +44,13 @@ def test_compress_decompress_round_trip(setup, capsys):
     assert len(files) == 18
     # the tokens round-trip losslessly and the fields equal the model's reconstruction
     tok = VQVAETokenizer(ckpt)
-    m = scipy.io.loadmat(out / "run1" / "4.mat")
+    assert sorted(p.name for p in (out / "run1").iterdir()) == sorted(
+        f"{t}.mat" for t in range(1, 7)
+    )
+    m = scipy.io.loadmat(out / "run1" / "5.mat")  # the 5th snapshot keeps its name
     assert m["Omega"].dtype == np.float64 and m["Omega"].shape == (16, 16)
     assert float(m["time"].squeeze()) == 2.0
-    src = scipy.io.loadmat(data / "run1" / "4.mat")["Omega"].astype(np.float32)
+    src = scipy.io.loadmat(data / "run1" / "5.mat")["Omega"].astype(np.float32)
     xn = tok.normalization.apply(src[None])
     expect = tok.normalization.invert(np.asarray(tok.model(xn)[0]))[0]
     assert np.allclose(m["Omega"], expect, atol=1e-5)

@@ -66,6 +66,7 @@ def make_checkpoint(path, monkeypatch, *, var_mode, size=16, vocab=24, mean=0.5,
         "vocab_size": vocab,
         "codebook_dim": 3,
         "size": size,
+        "resolution": size,
     }
     monkeypatch.setitem(ck._BUILDERS, "vqvae", stand_in_builder)
     model = stand_in_builder(cfg)

@@ -100,6 +100,7 @@ def encode_token_file(
     trajectory_names: list[str],
     field_shape: tuple[int, int],
     var: str = "Omega",
+    file_number_offset: int = 0,
     verify: bool = True,
 ) -> tuple[bytes, EntropyCodec, dict]:
     """Build the bytes of a ``.vqz`` from original codes; ``tok`` must be fitted on (a superset
@@ -149,6 +150,7 @@ def encode_token_file(
             "std": float(tok.normalization.std),
         },
         "var": var,
+        "file_number_offset": int(file_number_offset),
         "trajectories": [trajectory_names[t] for t in used_traj],
         "times": time_info,
         "codec": codec.descriptor(),
@@ -282,6 +284,7 @@ def compress(
         trajectory_names=[t.name for t in ds.trajectories],
         field_shape=ds.shape,
         var=var,
+        file_number_offset=_file_number_offset(ds),
     )
     t_code = time.perf_counter() - t0
     with atomic_open(output, "wb") as f:
@@ -310,6 +313,21 @@ def compress(
     return report
 
 
+def _file_number_offset(ds: Any) -> int:
+    """``n0`` when every trajectory's files are named ``n0.mat, n0+1.mat, …`` in time order (what
+    ``vqturb generate`` writes, from 1), so that decompressed files get the same names; else 0."""
+    offsets = set()
+    for tr in ds.trajectories:
+        stems = [p.stem for p in tr.files]
+        if not stems or not all(x.isdigit() for x in stems):
+            return 0
+        nums = [int(x) for x in stems]
+        if nums != list(range(nums[0], nums[0] + len(nums))):
+            return 0
+        offsets.add(nums[0])
+    return offsets.pop() if len(offsets) == 1 else 0
+
+
 def _source_bytes(ds: Any) -> int | None:
     files: set[Path] = set()
     for tr in ds.trajectories:
@@ -334,8 +352,9 @@ def decompress(
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict:
-    """Decode ``vqz`` with ``checkpoint`` into ``output/<trajectory>/<time index>.mat`` files
-    (``Omega`` float64 ``[H, W]`` and ``time``, the SPEC's format). Refuses a checkpoint whose
+    """Decode ``vqz`` with ``checkpoint`` into ``output/<trajectory>/<n>.mat`` files (``Omega``
+    float64 ``[H, W]`` and ``time``, the SPEC's format; ``n`` as in the input when its files were
+    numbered consecutively, else the time index). Refuses a checkpoint whose
     SHA-256 differs from the one the file was made with."""
     import scipy.io
 
@@ -362,6 +381,7 @@ def decompress(
     names = [_safe_name(s) for s in header["trajectories"]]
     n = int(header["n_fields"])
     var = header.get("var", "Omega")
+    offset = int(header.get("file_number_offset", 0))
     written = 0
     t0 = time.perf_counter()
     with Progress(n, "decompress", "field", disable=not progress) as bar:
@@ -371,7 +391,8 @@ def decompress(
             for j, i in enumerate(range(sl.start, sl.stop)):
                 folder = out / names[int(tf.trajectory_id[i])]
                 folder.mkdir(parents=True, exist_ok=True)
-                with atomic_path(folder / f"{int(tf.time_index[i])}.mat") as tmp:
+                number = int(tf.time_index[i]) + offset
+                with atomic_path(folder / f"{number}.mat") as tmp:
                     scipy.io.savemat(
                         tmp,
                         {var: fields[j].astype(np.float64), "time": float(tf.times[i])},
