@@ -214,6 +214,13 @@ def generate_dataset(
 
     wall = time.perf_counter() - t_wall
     tail = spectral_tail_ratio(last_fields)
+    if max_cfl > solver.CFL_STABILITY_LIMIT:
+        print(
+            f"generate: note: the Courant number reached {max_cfl:.2f}, above RK4's stability "
+            f"limit {solver.CFL_STABILITY_LIMIT:.2f}: the fields may be inaccurate (use a "
+            "smaller --dt or --dt auto)",
+            file=sys.stderr,
+        )
     if tail > 1e-3:
         print(
             f"generate: note: the energy spectrum at the dealiasing cutoff is {tail:.1e} of its "
