@@ -2,6 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vqturb.physics import spectral, stats
 
@@ -124,3 +126,23 @@ def test_random_vorticity_custom_spectrum():
     e = np.asarray(stats.energy_spectrum(w))
     assert e[3] == pytest.approx(1.0, rel=1e-4)
     assert e.sum() - e[3] < 1e-6
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 24),
+    extra=st.integers(0, 20),
+    lead=st.lists(st.integers(1, 2), max_size=2),
+    seed=st.integers(0, 2**31),
+)
+def test_resample_up_then_down_is_identity(n, extra, lead, seed):
+    """For any field and any M ≥ N (odd or even), truncating the zero-padded field recovers it,
+    the padded field interpolates the samples, and the mean is kept."""
+    f = np.random.default_rng(seed).standard_normal((*lead, n, n))
+    m = n + extra
+    up = spectral.resample_spectral(f, m)
+    assert up.shape == (*lead, m, m)
+    np.testing.assert_allclose(spectral.resample_spectral(up, n), f, atol=1e-10)
+    np.testing.assert_allclose(up.mean(axis=(-2, -1)), f.mean(axis=(-2, -1)), atol=1e-10)
+    if m % n == 0:
+        np.testing.assert_allclose(up[..., :: m // n, :: m // n], f, atol=1e-10)
