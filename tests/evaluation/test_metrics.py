@@ -110,8 +110,10 @@ def test_spectra_and_time_series():
     np.testing.assert_allclose(
         np.array(ts["enstrophy_generated"]) / np.array(ts["enstrophy_reference"]), 100, rtol=1e-4
     )
-    ts_same = metrics.time_series(ref, ref)
+    ts_same = metrics.time_series(ref, ref, reconstructed=gen)
     np.testing.assert_allclose(ts_same["spectrum_error_vs_same_step"], 0, atol=1e-6)
+    np.testing.assert_allclose(ts_same["enstrophy_reconstructed"], ts["enstrophy_generated"])
+    assert len(ts_same["spectrum_error_reconstructed_vs_climatology"]) == 5
     json.dumps(ts)
 
 

@@ -278,6 +278,8 @@ def time_averaged_spectra(
 def time_series(
     generated: Float[ArrayLike, "s t h w"],
     reference: Float[ArrayLike, "s t2 h w"],
+    *,
+    reconstructed: Float[ArrayLike, "s t3 h w"] | None = None,
 ) -> dict:
     """Enstrophy and spectrum error against rollout step: does the rollout stay on the attractor?
 
@@ -289,7 +291,11 @@ def time_series(
     Returns:
         ``{"step": [...], "enstrophy_generated": [...], "enstrophy_reference": [...] (length T'),
         "enstrophy_generated_std": [...], "spectrum_error_vs_climatology": [...],
-        "spectrum_error_vs_same_step": [...] (length min(T, T'))}``.
+        "spectrum_error_vs_same_step": [...] (length min(T, T'))}``. With ``reconstructed`` (the
+        ground truth passed through the autoencoder, when ``reference`` is the raw field) also
+        ``"enstrophy_reconstructed"`` and ``"spectrum_error_reconstructed_vs_climatology"``: the
+        level a perfect token model would reach, which separates the autoencoder's error from the
+        rollout's drift.
     """
     generated = np.asarray(generated)
     reference = np.asarray(reference)
@@ -300,7 +306,7 @@ def time_series(
     er_clim = er_t.mean(axis=0)
     kmax = _kmax(*generated.shape[-2:])
     n = min(eg.shape[0], er_t.shape[0])
-    return {
+    out = {
         "step": list(range(generated.shape[1])),
         "enstrophy_generated": _list(zg.mean(axis=0)),
         "enstrophy_generated_std": _list(zg.std(axis=0)),
@@ -310,6 +316,16 @@ def time_series(
         ),
         "spectrum_error_vs_same_step": _list(stats.spectrum_log_error(eg[:n], er_t[:n], kmax=kmax)),
     }
+    if reconstructed is not None:
+        rec = np.asarray(reconstructed)
+        out["enstrophy_reconstructed"] = _list(
+            np.asarray(stats.enstrophy(rec), np.float64).mean(axis=0)
+        )
+        ec = np.asarray(stats.energy_spectrum(rec), np.float64).mean(axis=0)
+        out["spectrum_error_reconstructed_vs_climatology"] = _list(
+            stats.spectrum_log_error(ec, er_clim[None], kmax=kmax)
+        )
+    return out
 
 
 def short_term_skill(

@@ -344,6 +344,9 @@ def plot_time_series(ts: Mapping, path: str | os.PathLike) -> Path:
     ax1.plot(np.arange(zr.size), zr, color="k", label="ground truth")
     ax1.plot(sg, zg, color="C3", label="generated (mean)")
     ax1.fill_between(sg, zg - zs, zg + zs, color="C3", alpha=0.2, lw=0)
+    if "enstrophy_reconstructed" in ts:
+        zc = np.asarray(ts["enstrophy_reconstructed"])
+        ax1.plot(np.arange(zc.size), zc, color="C0", ls=":", label="reconstructed GT")
     ax1.set_xlabel("rollout step")
     ax1.set_ylabel("enstrophy ½⟨ω²⟩")
     ax1.legend(fontsize=8)
@@ -351,7 +354,10 @@ def plot_time_series(ts: Mapping, path: str | os.PathLike) -> Path:
     e_c = np.asarray(ts["spectrum_error_vs_climatology"])
     e_s = np.asarray(ts["spectrum_error_vs_same_step"])
     ax2.plot(np.arange(e_c.size), e_c, color="C3", label="vs GT climatology")
-    ax2.plot(np.arange(e_s.size), e_s, color="C0", ls="--", label="vs GT at same step")
+    ax2.plot(np.arange(e_s.size), e_s, color="C1", ls="--", label="vs GT at same step")
+    if "spectrum_error_reconstructed_vs_climatology" in ts:
+        e_r = np.asarray(ts["spectrum_error_reconstructed_vs_climatology"])
+        ax2.plot(np.arange(e_r.size), e_r, color="C0", ls=":", label="reconstructed GT")
     ax2.set_xlabel("rollout step")
     ax2.set_ylabel("spectrum error (mean |Δlog10 E|)")
     ax2.legend(fontsize=8)
@@ -371,7 +377,7 @@ def plot_skill(skill: Mapping, path: str | os.PathLike) -> Path:
     ax.plot(steps, skill["rel_l2_persistence"], "s--", color="k", label="persistence (t0)")
     if "rel_l2_floor" in skill:
         f = np.asarray(skill["rel_l2_floor"])
-        ax.plot(steps[: f.size], f, ":", color="C0", label="reconstructed GT (floor)")
+        ax.plot(steps[: f.size], f, ":", color="C0", label="reconstructed GT")
     ax.set_xlabel("rollout step")
     ax.set_ylabel("relative L2 to ground truth")
     ax.set_ylim(bottom=0)

@@ -467,7 +467,7 @@ def evaluate_rollouts(
             edges,
         ),
         "spectra": M.time_averaged_spectra(gen, truth),
-        "time_series": M.time_series(gen, truth),
+        "time_series": M.time_series(gen, truth, reconstructed=rec if raw_gt is not None else None),
         "vorticity_pdf": M.vorticity_pdf(gen_after, truth[:, 1:] if n_gt > 1 else truth, edges),
         "skill": M.short_term_skill(
             gen, truth, skill_steps, floor=rec if raw_gt is not None else None
@@ -480,6 +480,8 @@ def evaluate_rollouts(
     }
     if raw_gt is not None:
         m["spectra_reconstruction"] = M.time_averaged_spectra(rec, raw_gt)
+        # generated vs the autoencoder's own rendering of the truth: the token model's share
+        m["spectra_vs_reconstructed"] = M.time_averaged_spectra(gen, rec)
     ts = m["time_series"]
     m["summary"] = {
         "token_js_overall": m["tokens"]["overall"]["js"],
@@ -489,6 +491,12 @@ def evaluate_rollouts(
         .get("generated_vs_raw_gt", m["pixels"]["pairs"].get("generated_vs_reconstructed_gt", {}))
         .get("js"),
         "spectrum_error_time_averaged": m["spectra"]["spectrum_error"],
+        "spectrum_error_generated_vs_reconstructed_gt": m.get(
+            "spectra_vs_reconstructed", m["spectra"]
+        )["spectrum_error"],
+        "spectrum_error_reconstructed_vs_raw_gt": (
+            m["spectra_reconstruction"]["spectrum_error"] if raw_gt is not None else None
+        ),
         "spectrum_error_last_step_vs_climatology": ts["spectrum_error_vs_climatology"][-1],
         "enstrophy_ratio_last_step": ts["enstrophy_generated"][-1]
         / max(float(np.mean(ts["enstrophy_reference"])), 1e-30),
