@@ -217,3 +217,13 @@ def test_data_parallel_matches_single_device(mat_dataset, tmp_path):
             x["loss"] for x in read_metrics(run / "metrics.jsonl") if x["kind"] == "train"
         ]
     np.testing.assert_allclose(runs[n], runs[1], rtol=1e-5)
+
+
+def test_bench_train_reports_throughput_and_flops():
+    from vqturb.training.bench import bench_train
+
+    out = bench_train(tiny_cfg(), resolution=16, batch_size=2, steps=2)
+    assert out["images_per_s"] > 0 and out["ms_per_step"] > 0
+    assert out["gflop_per_step"] is None or out["gflop_per_step"] > 0
+    assert out["matmul_gflops"] > 0
+    assert json.loads(json.dumps(out)) == out

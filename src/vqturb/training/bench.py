@@ -38,6 +38,8 @@ def step_flops(step_fn, *args) -> float | None:
     """FLOPs of one compiled call from XLA's cost analysis (None when the backend has none)."""
     try:
         compiled = step_fn.lower(*args).compile()
+        # eqx.filter_jit wraps JAX's Compiled object in ``.compiled``
+        compiled = getattr(compiled, "compiled", compiled)
         cost = compiled.cost_analysis()
     except Exception:  # cost analysis is best-effort and backend-dependent
         return None
