@@ -16,6 +16,7 @@ from vqturb.models.nsp import (
     all_scales_layout,
     build_nsp,
     count_parameters,
+    key_prefix_blocks,
     layout_mask,
     preset,
     spec_mask,
@@ -207,3 +208,13 @@ def test_dropout_only_with_a_key_and_keeps_causality(rng):
     np.testing.assert_array_equal(plain, again)  # no key: inference, deterministic
     assert not np.allclose(plain, dropped)
     assert (np.asarray(g)[1:] == 0).all()  # scales >= 1 of t1 still invisible to scale 1
+
+
+def test_key_prefix_blocks_cover_the_mask_exactly():
+    for m in (spec_mask(CFG), layout_mask(*all_scales_layout(CFG)[:2])):
+        blocks = key_prefix_blocks(m)
+        assert blocks[0][0] == 0 and blocks[-1][1] == m.shape[0]
+        for (r0, r1, kend), nxt in zip(blocks, blocks[1:] + ((m.shape[0], 0, 0),), strict=True):
+            assert r1 == nxt[0]  # contiguous runs of rows
+            assert not m[r0:r1, kend:].any()  # nothing allowed is dropped
+            assert m[r0:r1, kend - 1].any()  # and the prefix is as short as possible

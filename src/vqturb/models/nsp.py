@@ -235,6 +235,17 @@ def layout_mask(streams: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return see_t0 | see_content | see_query
 
 
+def key_prefix_blocks(mask: np.ndarray) -> tuple[tuple[int, int, int], ...]:
+    """Split the rows of a static mask into runs ``(row_start, row_end, key_end)`` whose rows
+    attend to no key at or after ``key_end`` (consecutive rows with the same last allowed key)."""
+    if not mask.any(axis=1).all():
+        raise ValueError("every row of an attention mask needs at least one allowed key")
+    key_end = mask.shape[1] - np.argmax(mask[:, ::-1], axis=1)
+    starts = np.flatnonzero(np.diff(key_end, prepend=-1))
+    ends = np.append(starts[1:], mask.shape[0])
+    return tuple((int(a), int(b), int(key_end[a])) for a, b in zip(starts, ends, strict=True))
+
+
 # --------------------------------------------------------------------------------------------
 # Modules
 # --------------------------------------------------------------------------------------------
@@ -294,7 +305,7 @@ class Block(eqx.Module):
         self,
         x: Float[Array, "l c"],
         *,
-        mask: Bool[Array, "l l"] | Bool[np.ndarray, "l l"] | None = None,
+        mask: Bool[np.ndarray, "l l"] | None = None,
         prefix: KV | None = None,
         key: PRNGKeyArray | None = None,
     ) -> tuple[Float[Array, "l c"], tuple[Float[Array, "l h d"], Float[Array, "l h d"]]]:
@@ -314,8 +325,22 @@ class Block(eqx.Module):
         if prefix is not None:
             k_all = jnp.concatenate([prefix[0], k], axis=0)
             v_all = jnp.concatenate([prefix[1], v], axis=0)
-        m = None if mask is None else jnp.asarray(mask)[None]
-        a = jax.nn.dot_product_attention(q, k_all, v_all, mask=m).reshape(n, c)
+        if mask is None:
+            a = jax.nn.dot_product_attention(q, k_all, v_all)
+        else:
+            # Row blocks that only read a prefix of the keys attend to that prefix only: same
+            # result as the full masked product, ~30% fewer attention FLOPs on the block-causal
+            # layouts (attention dominates the small CPU models).
+            blocks = []
+            for r0, r1, kend in key_prefix_blocks(mask):
+                m = mask[r0:r1, :kend]
+                # a fully allowed block (t0 reading t0) needs no mask at all
+                m = None if m.all() else jnp.asarray(m)[None]
+                blocks.append(
+                    jax.nn.dot_product_attention(q[r0:r1], k_all[:kend], v_all[:kend], mask=m)
+                )
+            a = jnp.concatenate(blocks, axis=0)
+        a = a.reshape(n, c)
         x = x + self._drop(jax.vmap(self.attn_out)(a), k_attn)
         h = jax.vmap(self.ln2)(x)
         h = jax.vmap(self.fc_out)(jax.nn.gelu(jax.vmap(self.fc)(h)))
