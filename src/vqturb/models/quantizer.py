@@ -60,7 +60,7 @@ class Quantizer2d(eqx.Module):
         *,
         decay: float = 0.99,
         eps: float = 1e-5,
-        dead_code_threshold: float = 0.05,
+        dead_code_threshold: float = 0.3,
         key: PRNGKeyArray,
     ):
         # Unit-variance codes: the same order as encoder outputs at initialisation; the first
@@ -292,7 +292,7 @@ class MultiScaleQuantizer2d(eqx.Module):
         padding_mode: str = "circular",
         decay: float = 0.99,
         eps: float = 1e-5,
-        dead_code_threshold: float = 0.05,
+        dead_code_threshold: float = 0.3,
         key: PRNGKeyArray,
     ):
         n_q = 1 if shared_codebook else len(scales)
