@@ -34,7 +34,7 @@ def test_spectral_resample(fields):
     assert np.allclose(B.spectral_resample(c, (32, 32)), 3.5)
 
 
-@pytest.mark.parametrize("method", ["fourier", "zfp", "sz3", "pod"])
+@pytest.mark.parametrize("method", ["fourier", "zfp", "sz3", "sz3_stack", "pod"])
 def test_sizes_fit_and_error_falls_with_bytes(method, rng):
     train = synth_fields(rng, 40, 32)
     test = synth_fields(rng, 4, 32)
@@ -42,6 +42,8 @@ def test_sizes_fit_and_error_falls_with_bytes(method, rng):
     errs = []
     # the SZ3 stream header alone is ~100 B per field, so it starts higher
     targets = (200, 500, 1000) if method == "sz3" else (24, 128, 500)
+    if method == "sz3_stack":  # one header for the 4 fields: ~25 B each
+        targets = (60, 128, 500)
     for target in targets:
         c = fn(test, target)
         assert c.recon.shape == test.shape
@@ -62,6 +64,12 @@ def test_fractional_targets_use_every_whole_byte(fields, target):
     assert c.n_bytes >= int(target) - c.params["bits"] / 4 - 1
     errs = [rel(B.fourier(fields, t).recon, fields) for t in (target, target + 16)]
     assert errs[1] <= errs[0]
+
+
+def test_sz3_stack_pays_one_header(rng):
+    x = synth_fields(rng, 16, 32)
+    assert B.sz3_stack(x, 40).n_bytes <= 40  # below the per-field SZ3 floor
+    assert B.sz3(x, 40).params.get("over_target")
 
 
 def test_zfp_tiny_target_downsamples_and_clamps(fields):

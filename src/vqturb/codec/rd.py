@@ -79,6 +79,7 @@ def baseline_methods(train: np.ndarray | None) -> dict[str, Callable[[np.ndarray
         "fourier": B.fourier,
         "zfp": B.zfp,
         "sz3": B.sz3,
+        "sz3 (3-D stack)": B.sz3_stack,
     }
     if train is not None and len(train) > 1:
         methods["pod"] = B.POD(train)
