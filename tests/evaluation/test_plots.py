@@ -80,3 +80,12 @@ def test_comparison_grid_rejects_mismatched_times(tmp_path, rng):
 def test_symmetric_limit():
     assert plots.symmetric_limit(np.array([-3.0, 1.0]), None) == 3.0
     assert plots.symmetric_limit(np.zeros(3)) == 1.0
+
+
+def test_token_histograms_of_a_large_vocabulary(tmp_path, rng):
+    # more ids than SORT_TOKENS_ABOVE: drawn as a rank plot
+    tok = np.concatenate([np.zeros((30, 1)), 1 + rng.integers(0, 100, (30, 4))], axis=1)
+    tm = metrics.token_metrics(
+        tok.astype(np.int32), tok[::-1].astype(np.int32), (1, 2), (0, 1), (1, 100)
+    )
+    _check_png(plots.plot_token_histograms(tm, tmp_path / "tok.png"))

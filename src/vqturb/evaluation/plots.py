@@ -25,6 +25,7 @@ from vqturb.utils.fileio import atomic_path
 
 CMAP = "RdBu_r"
 DPI = 100
+SORT_TOKENS_ABOVE = 64  # token histograms over more ids than this are drawn as rank plots
 
 
 def _figure(w: float, h: float) -> Figure:
@@ -225,6 +226,14 @@ def plot_token_histograms(token_metrics: Mapping, path: str | os.PathLike) -> Pa
         hg = np.asarray(e["hist_generated"])
         hr = np.asarray(e["hist_reference"])
         ids = np.arange(hg.size)
+        xlabel = "token id within scale"
+        if hg.size > SORT_TOKENS_ABOVE:
+            # large vocabularies: order ids by ground-truth frequency, so the truth is a falling
+            # curve and the generated frequencies scatter around it (an id-ordered overlay of
+            # hundreds of spikes is unreadable)
+            order = np.argsort(-hr, kind="stable")
+            hg, hr = hg[order], hr[order]
+            xlabel = "token rank (by ground-truth frequency)"
         ax.step(ids, hr, where="mid", label="ground truth", color="k", lw=1.2)
         ax.step(ids, hg, where="mid", label="generated", color="C3", lw=1.0, alpha=0.85)
         ax.set_title(
@@ -232,7 +241,7 @@ def plot_token_histograms(token_metrics: Mapping, path: str | os.PathLike) -> Pa
             f"JS {e['js']:.3f}, TV {e['tv']:.3f}",
             fontsize=8,
         )
-        ax.set_xlabel("token id within scale")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("frequency")
     for ax in axes[n:]:
         ax.set_visible(False)
