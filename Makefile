@@ -33,8 +33,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
+# Every benchmark prints JSON lines; `make bench > bench.jsonl` keeps them.
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	for b in benchmarks/bench_*.py; do echo "# $$b" >&2; $(PY) $$b || exit 1; done
+	$(VENV)/bin/vqturb bench train --preset cpu --var_mode --batch_size 8
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
