@@ -5,13 +5,17 @@ built both ways: base 32, channel_mult (1,2,2), 64², batch 8, forward+backward+
 steps run in turn; 2-core CPU shared with other jobs, load 7-13, so absolute figures are low):
 
     padding   vmapped eqx.nn.Conv2d (NCHW)   batched NHWC Conv2d (this module)   ratio
+    run 1 (load ~7)
     zeros     3.61 img/s                     4.26 img/s                          1.18x
     circular  2.08 img/s                     4.29 img/s                          2.06x
+    run 2 (load ~6)
+    zeros     9.98 img/s                     11.79 img/s                         1.18x
+    circular  5.78 img/s                     10.08 img/s                         1.74x
 
-(an earlier, less loaded run: zeros 25.5 vs 27.2 img/s, 1.07x). The NHWC layout is never slower
-and periodic padding costs it nothing (0.99x of zero padding), while it costs ``eqx.nn.Conv2d``
-1.7x. XLA:CPU runs convolutions without padding ("VALID") on a slow path (5x slower forward at 64²,
-32 channels), hence the wrap-pad-then-padded-conv trick in ``Conv2d.__call__``.
+(an earlier, non-interleaved run at low load: zeros 25.5 vs 27.2 img/s, 1.07x). The NHWC layout is
+never slower, and periodic padding costs it 0.99-1.17x of zero padding against 1.7x for
+``eqx.nn.Conv2d``. XLA:CPU runs convolutions without padding ("VALID") on a slow path (5x slower
+forward at 64², 32 channels), hence the wrap-pad-then-padded-conv trick in ``Conv2d.__call__``.
 
 The whole trunk works on ``[batch, height, width, channels]`` batches: one convolution call per
 layer for the whole batch instead of ``vmap`` over per-sample NCHW calls, which XLA:CPU lowers to
