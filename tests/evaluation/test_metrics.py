@@ -132,4 +132,6 @@ def test_short_term_skill_against_persistence(rng):
     assert len(held["step"]) == t - 1  # clipped to what the arrays hold
     np.testing.assert_allclose(held["rel_l2_generated"], held["rel_l2_persistence"], rtol=1e-6)
     assert held["steps_better_than_persistence"] == 0
+    assert held["n_steps_better_than_persistence"] == 0
+    assert perfect["n_steps_better_than_persistence"] == 5
     np.testing.assert_allclose(held["rel_l2_floor"], 0, atol=1e-6)

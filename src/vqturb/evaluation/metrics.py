@@ -347,8 +347,9 @@ def short_term_skill(
     Returns:
         ``{"step": [1..K], "rel_l2_generated": mean over samples, "rel_l2_persistence": ...,
         "rel_l2_generated_per_sample": [[...]], "rel_l2_floor": ... (when given),
-        "steps_better_than_persistence": int}``; the last counts the leading steps at which the
-        model's mean error is below persistence's.
+        "steps_better_than_persistence": int, "n_steps_better_than_persistence": int}``: the
+        leading steps, and all scored steps, at which the model's mean error is below
+        persistence's.
     """
     generated = np.asarray(generated)
     reference = np.asarray(reference)
@@ -360,6 +361,7 @@ def short_term_skill(
             "rel_l2_persistence": [],
             "rel_l2_generated_per_sample": [],
             "steps_better_than_persistence": 0,
+            "n_steps_better_than_persistence": 0,
         }
     truth = reference[:, 1 : k + 1]
     eg = np.asarray(stats.relative_l2(generated[:, 1 : k + 1], truth), np.float64)  # [S, K]
@@ -374,6 +376,7 @@ def short_term_skill(
         "rel_l2_persistence": _list(ep.mean(0)),
         "rel_l2_generated_per_sample": eg.tolist(),
         "steps_better_than_persistence": lead,
+        "n_steps_better_than_persistence": int(better.sum()),
     }
     if floor is not None:
         kf = min(k, floor.shape[1] - 1)

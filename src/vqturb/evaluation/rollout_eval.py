@@ -504,6 +504,7 @@ def evaluate_rollouts(
         "skill_rel_l2_step1": (m["skill"]["rel_l2_generated"] or [None])[0],
         "persistence_rel_l2_step1": (m["skill"]["rel_l2_persistence"] or [None])[0],
         "steps_better_than_persistence": m["skill"]["steps_better_than_persistence"],
+        "n_steps_better_than_persistence": m["skill"]["n_steps_better_than_persistence"],
         "out_of_range_tokens": float(
             max(e["out_of_range_generated"] for e in m["tokens"]["per_scale"])
         ),
