@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_nsp.py [--out bench_nsp_out] [--quick]
+    .venv/bin/python benchmarks/bench_nsp.py [--out out_bench_nsp] [--quick]
         [--parts train,sample,modes] [--batch_size 16] [--steps 3] [--mode_steps 400]
 
 Parts:
@@ -17,7 +17,8 @@ Parts:
   rule, ``nsp_trainer.synthetic_tokens``), cpu-preset trunk; validation loss (all scales) over time.
 
 Writes ``<out>/bench_nsp.json`` (all figures), ``<out>/bench_nsp.md`` (tables) and
-``<out>/loss_vs_wallclock.png``; prints the tables. Compilation is excluded from every rate.
+``<out>/loss_vs_wallclock.png``; prints the tables on stderr and one JSON line (the headline
+figures) on stdout, like the other benchmarks. Compilation is excluded from every rate.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -196,7 +198,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--out", default="bench_nsp_out")
+    p.add_argument("--out", default="out_bench_nsp")
     p.add_argument("--parts", default="train,sample,modes")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--steps", type=int, default=3, help="timed training steps per configuration")
@@ -234,7 +236,7 @@ def main() -> None:
                     f"| {name} | {mode} | {r['n_parameters']:,} | {r['batch']} | {r['seq_len']} | {r['steps_per_s']:.3g} "
                     f"| {r['tokens_per_s']:.4g} | {r['first_step_s']:.1f} |"
                 )
-                print(md[-1], flush=True)
+                print(md[-1], file=sys.stderr, flush=True)
         md.append("")
     if "sample" in parts:
         result["sample"] = {}
@@ -249,7 +251,7 @@ def main() -> None:
                 f"| {name} | {r['batch']} | {r['cached']['frames_per_s']:.3g} | {r['uncached']['frames_per_s']:.3g} "
                 f"| {r['cache_speedup']:.2f}x |"
             )
-            print(md[-1], flush=True)
+            print(md[-1], file=sys.stderr, flush=True)
         md.append("")
     if "modes" in parts:
         modes = bench_modes(out, args.mode_steps, max(10, args.mode_steps // 8))
@@ -260,14 +262,23 @@ def main() -> None:
                 f"{v['val_loss']:.3f}@{v['step']} ({v['wall_s']:.0f}s)" for v in r["val"]
             )
             md.append(f"| {name} | {r['steady_steps_per_s']:.3g} | {curve} |")
-            print(md[-1], flush=True)
+            print(md[-1], file=sys.stderr, flush=True)
         try:
             plot_modes(modes, out / "loss_vs_wallclock.png")
         except ImportError:
             pass
     atomic_write_json(out / "bench_nsp.json", result)
     atomic_write_text(out / "bench_nsp.md", "\n".join(md) + "\n")
-    print("\n".join(md))
+    print("\n".join(md), file=sys.stderr)
+    headline = {"bench": "nsp", "device": result["device"]}
+    for k, r in result.get("train", {}).items():
+        headline[f"train_tokens_per_s/{k}"] = round(r["tokens_per_s"], 1)
+    for k, r in result.get("sample", {}).items():
+        headline[f"sample_frames_per_s/{k}/cached"] = round(r["cached"]["frames_per_s"], 2)
+        headline[f"sample_frames_per_s/{k}/uncached"] = round(r["uncached"]["frames_per_s"], 2)
+    for k, r in result.get("modes", {}).items():
+        headline[f"final_val_loss/{k}"] = round(r["val"][-1]["val_loss"], 4) if r["val"] else None
+    print(json.dumps(headline))
 
 
 if __name__ == "__main__":
