@@ -399,6 +399,17 @@ def _per_scale(cfg: NSPConfig, prefix: str, sums: np.ndarray, counts: np.ndarray
     return out
 
 
+def _shard(batch: tuple[np.ndarray, np.ndarray], mesh) -> tuple[jax.Array, jax.Array]:
+    """Put a global batch on the mesh. Every process computes the same global batch (a pure
+    function of seed and step); in a multi-process run each passes its own contiguous slice,
+    which is what ``shard_batch`` expects there."""
+    n_proc, pid = jax.process_count(), jax.process_index()
+    if n_proc > 1:
+        per = batch[0].shape[0] // n_proc
+        batch = tuple(b[pid * per : (pid + 1) * per] for b in batch)
+    return shard_batch(batch, mesh)
+
+
 def evaluate(
     model: NextScalePredictor, tokens: NSPTokens, pairs: np.ndarray, batch_size: int, mesh
 ) -> dict:
@@ -411,7 +422,7 @@ def evaluate(
     acc = np.zeros_like(ce)
     for i in range(0, n, batch_size):
         sel = pairs[i : i + batch_size]
-        t0, t1 = shard_batch((tokens.indices[sel[:, 0]], tokens.indices[sel[:, 1]]), mesh)
+        t0, t1 = _shard((tokens.indices[sel[:, 0]], tokens.indices[sel[:, 1]]), mesh)
         aux = jax.device_get(eval_step(model, t0, t1))
         ce += aux["ce"]
         acc += aux["acc"]
@@ -547,7 +558,7 @@ def train_nsp(
     t_start = t_window
     try:
         for step in range(start_step, total_steps):
-            t0, t1 = shard_batch(batches.batch_at(step), mesh)
+            t0, t1 = _shard(batches.batch_at(step), mesh)
             model, opt_state, metrics = train_step(
                 model, opt_state, t0, t1, jr.fold_in(loop_key, step), optimizer, cfg.all_scales
             )
