@@ -145,10 +145,14 @@ def interleaved(runs: dict, steps: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_preset(name: str, batch: int, steps: int, var: bool, padding_mode: str | None) -> dict:
+def bench_preset(
+    name: str, batch: int, steps: int, var: bool, padding_mode: str | None, dsf: bool = False
+) -> dict:
     from vqturb.models import VQVAEConfig, build_model, ema_update, trainable_spec
 
     over = {"var_mode": True} if var else {}
+    if dsf:
+        over["downsample_first"] = True
     if padding_mode:
         over["padding_mode"] = padding_mode
     cfg = VQVAEConfig.preset(name, **over)
@@ -189,6 +193,7 @@ def bench_preset(name: str, batch: int, steps: int, var: bool, padding_mode: str
         "resolution": cfg.resolution,
         "batch": batch,
         "padding_mode": cfg.padding_mode,
+        "downsample_first": cfg.downsample_first,
         "params": int(n_params),
         "first_step_s": round(compile_s, 1),
         "ms_per_step": round(med * 1e3, 1),
@@ -207,9 +212,14 @@ def main(argv=None):
     p.add_argument("--preset", choices=["cpu", "default"], help="time the library model instead")
     p.add_argument("--var", action="store_true", help="with --preset: VARVQVAE2d")
     p.add_argument("--padding_mode", choices=["zeros", "circular"], help="with --preset")
+    p.add_argument("--downsample_first", action="store_true", help="with --preset")
     a = p.parse_args(argv)
     if a.preset:
-        print(json.dumps(bench_preset(a.preset, a.batch, a.steps, a.var, a.padding_mode)))
+        print(
+            json.dumps(
+                bench_preset(a.preset, a.batch, a.steps, a.var, a.padding_mode, a.downsample_first)
+            )
+        )
         return
     mult = tuple(int(m) for m in a.mult.split(","))
     key = jr.PRNGKey(0)

@@ -65,6 +65,9 @@ class VQVAEConfig:
     norm_groups: int = 32  # at most this many groups (largest divisor of the width)
     padding_mode: str = "circular"  # conv padding: "circular" (periodic fields) or "zeros"
     remat: bool = False  # recompute residual-block activations in the backward pass (less memory)
+    downsample_first: bool = (
+        False  # stage = strided conv then blocks (~4x cheaper, none at full res)
+    )
     decay: float = 0.99  # --decay: EMA decay of codebook statistics
     laplace_eps: float = 1e-5  # Laplace smoothing of EMA code counts
     commitment_weight: float = 0.25  # --commitment_weight (beta): applied by the trainer
