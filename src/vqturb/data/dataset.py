@@ -353,21 +353,15 @@ class Dataset:
             )
         n_traj = self.n_trajectories
         if n_traj > 1:
-            n_val, n_test = _split_counts(n_traj, val_fraction, test_fraction)
-            perm = np.random.default_rng(seed).permutation(n_traj)
-            test_ids = np.sort(perm[:n_test])
-            val_ids = np.sort(perm[n_test : n_test + n_val])
-            train_ids = np.sort(perm[n_test + n_val :])
+            train_ids, val_ids, test_ids = split_trajectory_ids(
+                n_traj, val_fraction, test_fraction, seed
+            )
             return Splits(
                 Subset(self, _refs_of(self, train_ids), name="train"),
                 Subset(self, _refs_of(self, val_ids), name="val"),
                 Subset(self, _refs_of(self, test_ids), name="test"),
             )
-        n = self.trajectories[0].n_steps
-        n_val, n_test = _split_counts(n, val_fraction, test_fraction)
-        n_train = n - n_val - n_test
-        t = np.arange(n)
-        blocks = (t[:n_train], t[n_train : n_train + n_val], t[n_train + n_val :])
+        blocks = split_time_blocks(self.trajectories[0].n_steps, val_fraction, test_fraction)
         return Splits(
             *(
                 Subset(self, np.stack([np.zeros_like(b), b], axis=1), name=name)
@@ -391,6 +385,31 @@ class Dataset:
                 f"field size {h}x{w} is not divisible by {factor} (the model's downsampling factor)",
                 f"H and W multiples of {factor}, e.g. crop or resample to {lo}",
             )
+
+
+def split_trajectory_ids(
+    n_traj: int, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted ``(train, val, test)`` trajectory ids of :meth:`Dataset.split` for ``n_traj``
+    trajectories: one seeded permutation, test first, then val, the rest train. Anything that
+    must agree with a dataset's split (e.g. the held-out frames of a tokens file) calls this."""
+    n_val, n_test = _split_counts(n_traj, val_fraction, test_fraction)
+    perm = np.random.default_rng(seed).permutation(n_traj)
+    return (
+        np.sort(perm[n_test + n_val :]),
+        np.sort(perm[n_test : n_test + n_val]),
+        np.sort(perm[:n_test]),
+    )
+
+
+def split_time_blocks(
+    n: int, val_fraction: float, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Contiguous ``(train, val, test)`` time indices of a single trajectory of ``n`` frames."""
+    n_val, n_test = _split_counts(n, val_fraction, test_fraction)
+    n_train = n - n_val - n_test
+    t = np.arange(n)
+    return t[:n_train], t[n_train : n_train + n_val], t[n_train + n_val :]
 
 
 def _split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:

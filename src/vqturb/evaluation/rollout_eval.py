@@ -152,28 +152,28 @@ def split_trajectories(
     Returns:
         ``(split name used, {trajectory: sorted time indices})``.
     """
-    from vqturb.data.dataset import _split_counts  # one definition of the split arithmetic
+    from vqturb.data.dataset import split_time_blocks, split_trajectory_ids
 
     traj = np.asarray(trajectory_id)
     tidx = np.asarray(time_index)
     present = np.unique(traj)
     by_traj = {int(i): np.sort(tidx[traj == i]) for i in present}
     if present.size > 1:
-        n = int(present.max()) + 1
-        n_val, n_test = _split_counts(n, val_fraction, test_fraction)
-        perm = np.random.default_rng(seed).permutation(n)
-        for name, ids in (("test", perm[:n_test]), ("val", perm[n_test : n_test + n_val])):
-            chosen = {int(i): by_traj[int(i)] for i in sorted(ids) if int(i) in by_traj}
+        _, val_ids, test_ids = split_trajectory_ids(
+            int(present.max()) + 1, val_fraction, test_fraction, seed
+        )
+        for name, ids in (("test", test_ids), ("val", val_ids)):
+            chosen = {int(i): by_traj[int(i)] for i in ids if int(i) in by_traj}
             if chosen:
                 return name, chosen
         return "all", by_traj
     (only,) = by_traj
     times = by_traj[only]
-    n_val, n_test = _split_counts(times.size, val_fraction, test_fraction)
-    if n_test:
-        return "test", {only: times[times.size - n_test :]}
-    if n_val:
-        return "val", {only: times[times.size - n_val :]}
+    _, val_t, test_t = split_time_blocks(times.size, val_fraction, test_fraction)
+    if test_t.size:
+        return "test", {only: times[test_t]}
+    if val_t.size:
+        return "val", {only: times[val_t]}
     return "all", by_traj
 
 
