@@ -227,3 +227,13 @@ def test_bench_train_reports_throughput_and_flops():
     assert out["gflop_per_step"] is None or out["gflop_per_step"] > 0
     assert out["matmul_gflops"] > 0
     assert json.loads(json.dumps(out)) == out
+
+
+def test_bf16_training_keeps_fp32_parameters_and_codebooks(mat_dataset, tmp_path):
+    res = vt.train_vqvae(
+        tiny_cfg(), train_cfg(mat_dataset, tmp_path / "bf16", max_steps=2, precision="bf16")
+    )
+    model, _ = ck.load_model(res.final_path)
+    assert all(x.dtype == np.float32 for x in vt.model_state_arrays(model) if x.dtype.kind == "f")
+    train = [r for r in read_metrics(tmp_path / "bf16" / "metrics.jsonl") if r["kind"] == "train"]
+    assert all(np.isfinite(r["loss"]) for r in train)

@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
-import jax
 import jax.numpy as jnp
 import optax
 
@@ -116,17 +114,6 @@ def save_step(
     ck.save_model(mp, model, kind=kind, config=config, meta={**meta, "step": step})
     ck.prune_checkpoints(run_dir, keep)
     return mp
-
-
-def cast_floating(tree: Any, dtype) -> Any:
-    """Cast every floating-point array leaf of ``tree`` to ``dtype`` (mixed precision)."""
-
-    def cast(x):
-        if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating):
-            return x.astype(dtype)
-        return x
-
-    return jax.tree_util.tree_map(cast, tree)
 
 
 def compute_dtype(precision: str):

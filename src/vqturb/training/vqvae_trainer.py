@@ -29,7 +29,6 @@ from vqturb.models import VQVAEConfig, build_model, ema_update, trainable_spec
 from vqturb.physics import stats
 from vqturb.training import checkpoint as ck
 from vqturb.training.common import (
-    cast_floating,
     check_finite,
     compute_dtype,
     make_optimizer,
@@ -83,13 +82,13 @@ class TrainResult:
 
 
 def vqvae_loss(model, batch, *, beta: float, dtype=jnp.float32):
-    """Reconstruction MSE + β·commitment loss on normalised fields; returns (loss, aux)."""
-    if dtype != jnp.float32:
-        model = cast_floating(model, dtype)
-        batch_in = batch.astype(dtype)
-    else:
-        batch_in = batch
-    recon, out = model(batch_in)
+    """Reconstruction MSE + β·commitment loss on normalised fields; returns (loss, aux).
+
+    Mixed precision: the input is cast to ``dtype``; the convolutions cast their fp32 weights to
+    the input's dtype and the quantizer works in fp32, so parameters, codebooks and the EMA
+    statistics stay fp32 while the conv trunk runs in bf16.
+    """
+    recon, out = model(batch.astype(dtype))
     recon = recon.astype(jnp.float32)
     mse = jnp.mean((recon - batch) ** 2)
     commit = out.commit_loss.astype(jnp.float32)
@@ -121,9 +120,6 @@ def make_train_step(
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
         model = eqx.combine(params, frozen)
-        # The EMA update sees the fp32 model so the statistics do not lose precision in bf16.
-        if dtype != jnp.float32:
-            _, (_, out, _, _) = vqvae_loss(model, batch, beta=beta)
         model, qstats = ema_update(model, out, key=key)
         metrics = {
             "loss": loss,
