@@ -28,9 +28,9 @@ DEMO = {
     "n_save": 100,
     "t_save": 0.1,
     "t_spinup": 20.0,
-    "vqvae_steps": 600,
-    "nsp_steps": 600,
-    "rollout_steps": 40,
+    "vqvae_steps": 700,
+    "nsp_steps": 2000,
+    "rollout_steps": 100,
 }
 
 
