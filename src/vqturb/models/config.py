@@ -65,9 +65,11 @@ class VQVAEConfig:
     norm_groups: int = 32  # at most this many groups (largest divisor of the width)
     padding_mode: str = "circular"  # conv padding: "circular" (periodic fields) or "zeros"
     remat: bool = False  # recompute residual-block activations in the backward pass (less memory)
-    downsample_first: bool = (
-        False  # stage = strided conv then blocks (~4x cheaper, none at full res)
-    )
+    # Stage = strided conv, then its residual blocks (False: blocks at the stage's input
+    # resolution, then the strided conv). True is the default: at the cpu preset it trained 2.3x
+    # faster to the same validation error (rel. L2 0.518 vs 0.522 after 300 steps on the demo
+    # data), and it makes the SPEC default ~4x cheaper at 256² (8.1 vs 32.9 s per image on CPU).
+    downsample_first: bool = True
     decay: float = 0.99  # --decay: EMA decay of codebook statistics
     laplace_eps: float = 1e-5  # Laplace smoothing of EMA code counts
     commitment_weight: float = 0.25  # --commitment_weight (beta): applied by the trainer
