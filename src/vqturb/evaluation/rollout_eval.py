@@ -81,41 +81,27 @@ class TokenSet:
 
 def load_tokens(path: str | os.PathLike) -> TokenSet:
     """Read and check a tokens file (``vqturb tokenizer save``); InputError names what is wrong."""
+    from vqturb.data.tokens_file import read_tokens_file
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            path, None, "no such tokens file", "an .npz written by vqturb tokenizer save"
-        )
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise InputError(path, None, f"unreadable ({e})", "an .npz tokens file") from None
-    with z:
-        missing = [f for f in REQUIRED_TOKEN_FIELDS if f not in z.files]
-        if missing:
-            raise InputError(
-                path,
-                "tokens file fields",
-                f"missing {', '.join(missing)}",
-                "the fields written by vqturb tokenizer save (CONTRACTS.md)",
-            )
-        idx = np.asarray(z["indices_flat"])
-        scales = tuple(int(s) for s in np.ravel(z["scales"]))
-        ts = TokenSet(
-            path=str(path),
-            indices=idx.astype(np.int32),
-            scales=scales,
-            scale_offsets=tuple(int(s) for s in np.ravel(z["scale_offsets"])),
-            scale_vocab_sizes=tuple(int(s) for s in np.ravel(z["scale_vocab_sizes"])),
-            unified_to_original=np.asarray(z["unified_to_original"]).astype(np.int32),
-            trajectory_id=np.asarray(z["trajectory_id"]).astype(np.int64),
-            time_index=np.asarray(z["time_index"]).astype(np.int64),
-            norm_mean=float(z["norm_mean"]) if "norm_mean" in z.files else 0.0,
-            norm_std=float(z["norm_std"]) if "norm_std" in z.files else 1.0,
-            checkpoint_sha256=str(z["checkpoint_sha256"])
-            if "checkpoint_sha256" in z.files
-            else None,
-        )
+    z = read_tokens_file(
+        path, REQUIRED_TOKEN_FIELDS, optional=("norm_mean", "norm_std", "checkpoint_sha256")
+    )
+    idx = np.asarray(z["indices_flat"])
+    scales = tuple(int(s) for s in np.ravel(z["scales"]))
+    ts = TokenSet(
+        path=str(path),
+        indices=idx.astype(np.int32),
+        scales=scales,
+        scale_offsets=tuple(int(s) for s in np.ravel(z["scale_offsets"])),
+        scale_vocab_sizes=tuple(int(s) for s in np.ravel(z["scale_vocab_sizes"])),
+        unified_to_original=np.asarray(z["unified_to_original"]).astype(np.int32),
+        trajectory_id=np.asarray(z["trajectory_id"]).astype(np.int64),
+        time_index=np.asarray(z["time_index"]).astype(np.int64),
+        norm_mean=float(z["norm_mean"]) if "norm_mean" in z else 0.0,
+        norm_std=float(z["norm_std"]) if "norm_std" in z else 1.0,
+        checkpoint_sha256=str(z["checkpoint_sha256"]) if "checkpoint_sha256" in z else None,
+    )
     n_tok = sum(s * s for s in scales)
     if idx.ndim != 2 or idx.shape[1] != n_tok:
         raise InputError(

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from vqturb.data.sharding import make_mesh, replicate, shard_batch
+from vqturb.data.tokens_file import read_tokens_file
 from vqturb.errors import InputError
 from vqturb.models.nsp import (
     NextScalePredictor,
@@ -98,24 +99,7 @@ class NSPTokens:
 def load_nsp_tokens(path: str | Path) -> NSPTokens:
     """Read and check a tokens file; every problem is an :class:`InputError` naming the field."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            path, None, "no such tokens file", "an .npz written by vqturb tokenizer save"
-        )
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise InputError(path, None, f"unreadable ({e})", "an .npz tokens file") from None
-    with z:
-        missing = [f for f in REQUIRED_FIELDS if f not in z.files]
-        if missing:
-            raise InputError(
-                path,
-                "tokens file fields",
-                f"missing {', '.join(missing)}",
-                f"all of {', '.join(REQUIRED_FIELDS)} (written by vqturb tokenizer save)",
-            )
-        a = {f: np.asarray(z[f]) for f in REQUIRED_FIELDS}
+    a = read_tokens_file(path, REQUIRED_FIELDS)
     scales = tuple(int(s) for s in a["scales"].ravel())
     offsets = tuple(int(s) for s in a["scale_offsets"].ravel())
     sizes = tuple(int(s) for s in a["scale_vocab_sizes"].ravel())
