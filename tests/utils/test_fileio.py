@@ -39,3 +39,15 @@ def test_progress_reports_fraction_and_fields(tmp_path):
             bar.update(1, loss="0.5")
     out = s.getvalue().strip().splitlines()
     assert "100.0%" in out[-1] and "4/4" in out[-1] and "loss=0.5" in out[-1]
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    """mkstemp creates 0600 files; a published output must be readable like any other file."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "p.json", {"a": 1})
+        assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)
