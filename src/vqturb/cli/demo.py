@@ -28,7 +28,7 @@ DEMO = {
     "n_save": 100,
     "t_save": 0.1,
     "t_spinup": 20.0,
-    "vqvae_steps": 1200,
+    "vqvae_steps": 1000,
     "nsp_steps": 2000,
     "rollout_steps": 100,
 }
