@@ -1,7 +1,5 @@
 import json
 
-import pytest
-
 from vqturb.cli import main
 from vqturb.cli.demo import stages
 
@@ -16,7 +14,7 @@ def test_demo_plan_uses_registered_commands_only(tmp_path):
         assert callable(args.func), name
 
 
-@pytest.mark.slow  # the whole pipeline at tiny sizes: ~3-5 min on 2 cores
+# The whole pipeline at tiny sizes: 66 s on a quiet 2-core machine, worth it in `make test`.
 def test_quick_demo_runs_every_stage_and_writes_the_report(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quick"]) == 0
