@@ -109,7 +109,46 @@ def _check_sizes(n_items: int, batch_size: int, drop_last: bool, what: str) -> N
         )
 
 
-class BatchLoader:
+class _ScheduledLoader:
+    """What both loaders share: the (seed, step) -> batch schedule, its fingerprint and the
+    prefetching iterator. Abstract: subclasses set ``subset``, ``prefetch``, ``_schedule`` and
+    ``_extra`` in ``__init__`` and define ``batch_at``."""
+
+    subset: Subset
+    prefetch: int
+    _schedule: _Schedule
+    _extra: str
+
+    @property
+    def seed(self) -> int:
+        return self._schedule.seed
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self._schedule.steps_per_epoch
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the batch order (seed, batch size, flags,
+        the subset's snapshots and trajectory names). Store it with a checkpoint: the same
+        fingerprint on resume means batches from the saved step on are the uninterrupted ones."""
+        return _fingerprint(type(self).__name__, self.subset, self._schedule, self._extra)
+
+    def indices_at(self, step: Index) -> np.ndarray:
+        """Schedule positions (subset positions, or pair rows) of the batch at ``step``."""
+        return self._schedule.indices_at(step)
+
+    def batch_at(self, step: Index):
+        raise NotImplementedError
+
+    def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator:
+        """Batches for steps ``start_step, start_step + 1, ...`` (forever unless ``num_steps``),
+        prepared ``prefetch`` ahead on background threads."""
+        stop = _FOREVER if num_steps is None else start_step + num_steps
+        return _prefetch_iter(self.batch_at, start_step, stop, self.prefetch)
+
+
+class BatchLoader(_ScheduledLoader):
     """Shuffled float32 batches ``[B, H, W]`` from a :class:`Subset`, deterministic in (seed, step).
 
     Args:
@@ -144,37 +183,12 @@ class BatchLoader:
         self._schedule = _Schedule(len(subset), batch_size, seed, shuffle, drop_last)
         self._extra = ""
 
-    @property
-    def seed(self) -> int:
-        return self._schedule.seed
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self._schedule.steps_per_epoch
-
-    @property
-    def fingerprint(self) -> str:
-        """A short hash of everything that decides the batch order (seed, batch size, flags,
-        the subset's snapshots and trajectory names). Store it with a checkpoint: the same
-        fingerprint on resume means batches from the saved step on are the uninterrupted ones."""
-        return _fingerprint(type(self).__name__, self.subset, self._schedule, self._extra)
-
-    def indices_at(self, step: Index) -> np.ndarray:
-        """Positions in the subset that make up the batch at ``step`` (int64 ``[B]``)."""
-        return self._schedule.indices_at(step)
-
     def batch_at(self, step: Index) -> np.ndarray:
         """The batch at global step ``step``: float32 ``[B, H, W]`` (normalised if configured)."""
         x = self.subset.get_batch(self.indices_at(step))
         if self.normalization is not None:
             _normalize_inplace(x, self.normalization)
         return x
-
-    def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[np.ndarray]:
-        """Batches for steps ``start_step, start_step + 1, ...`` (forever unless ``num_steps``),
-        prepared ``prefetch`` ahead on background threads."""
-        stop = _FOREVER if num_steps is None else start_step + num_steps
-        return _prefetch_iter(self.batch_at, start_step, stop, self.prefetch)
 
     def __repr__(self) -> str:
         return (
@@ -183,7 +197,7 @@ class BatchLoader:
         )
 
 
-class PairLoader:
+class PairLoader(_ScheduledLoader):
     """Batches of pairs ``(x_t, x_{t+dt})`` (float32 ``[B, H, W]`` each), deterministic in
     (seed, step), from :meth:`Subset.pairs` (so no pair crosses a trajectory or split block).
 
@@ -212,25 +226,6 @@ class PairLoader:
         self._schedule = _Schedule(len(self.pairs), batch_size, seed, shuffle, drop_last)
         self._extra = f"dt={dt}"
 
-    @property
-    def seed(self) -> int:
-        return self._schedule.seed
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self._schedule.steps_per_epoch
-
-    @property
-    def fingerprint(self) -> str:
-        """A short hash of everything that decides the batch order (seed, batch size, flags,
-        the subset's snapshots and trajectory names). Store it with a checkpoint: the same
-        fingerprint on resume means batches from the saved step on are the uninterrupted ones."""
-        return _fingerprint(type(self).__name__, self.subset, self._schedule, self._extra)
-
-    def indices_at(self, step: Index) -> np.ndarray:
-        """Rows of ``self.pairs`` in the batch at ``step`` (int64 ``[B]``)."""
-        return self._schedule.indices_at(step)
-
     def batch_at(self, step: Index) -> tuple[np.ndarray, np.ndarray]:
         """``(x_t, x_{t+dt})`` at global step ``step``, each float32 ``[B, H, W]``."""
         rows = self.pairs[self.indices_at(step)]
@@ -240,10 +235,3 @@ class PairLoader:
             _normalize_inplace(x0, self.normalization)
             _normalize_inplace(x1, self.normalization)
         return x0, x1
-
-    def iterate(
-        self, start_step: int = 0, num_steps: int | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Pair batches from ``start_step`` on, prefetched like :meth:`BatchLoader.iterate`."""
-        stop = _FOREVER if num_steps is None else start_step + num_steps
-        return _prefetch_iter(self.batch_at, start_step, stop, self.prefetch)
