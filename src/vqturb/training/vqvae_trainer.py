@@ -134,6 +134,13 @@ def make_train_step(
     return step
 
 
+@eqx.filter_jit
+def _forward(model, x):
+    """The model's forward pass, compiled once per model and batch shape (a jit built inside
+    ``validate`` would be a new function, and recompile, at every validation)."""
+    return model(x)
+
+
 def _eval_batches(subset, norm: Normalization, n_fields: int, batch_size: int):
     n = min(len(subset), n_fields)
     for start in range(0, n, batch_size):
@@ -152,10 +159,9 @@ def validate(
 ) -> tuple[dict, dict]:
     """Relative L2, PSNR and energy-spectrum error on (up to) ``n_fields`` fields of ``subset``,
     in physical units. Returns ``(metrics, arrays)``; arrays hold what the figures need."""
-    infer = eqx.filter_jit(lambda m, x: m(x))
     inputs, recons, codes = [], [], None
     for batch in _eval_batches(subset, norm, n_fields, batch_size):
-        recon, out = infer(model, jnp.asarray(batch))
+        recon, out = _forward(model, jnp.asarray(batch))
         inputs.append(norm.invert(batch))
         recons.append(norm.invert(np.asarray(recon)))
         idx = [np.asarray(i).ravel() for i in out.indices]
