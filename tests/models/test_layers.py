@@ -7,7 +7,14 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from vqturb.models.layers import AttentionBlock2d, Conv2d, GroupNorm, ResBlock2d
+from vqturb.models import layers
+from vqturb.models.layers import (
+    AttentionBlock2d,
+    Conv2d,
+    GroupNorm,
+    ResBlock2d,
+    upsample_nearest2x,
+)
 
 
 def periodic_conv_reference(x, w, b, stride):
@@ -49,6 +56,102 @@ def test_zero_padded_conv_matches_eqx_conv(rng, stride):
     x = jnp.asarray(rng.standard_normal((2, 8, 8, 3)), jnp.float32)
     expected = jax.vmap(ref)(jnp.transpose(x, (0, 3, 1, 2))).transpose(0, 2, 3, 1)
     np.testing.assert_allclose(ours(x), expected, atol=1e-5)
+
+
+def force_tap_weight_grad(monkeypatch):
+    monkeypatch.setattr(layers, "_TAP_GRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(layers, "_TAP_GRAD_MIN_ROWS", 1)
+    monkeypatch.setattr(layers, "_TAP_GRAD_CHUNK_ROWS", 7)  # several chunks, uneven split
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "size"), [(3, 1, 8), (3, 2, 10), (3, 2, 11), (2, 1, 7), (1, 1, 6)]
+)
+def test_tap_weight_gradient_matches_xla_gradient(rng, monkeypatch, kernel, stride, size):
+    """The CPU weight-gradient path (one product per tap) gives XLA's gradients."""
+    force_tap_weight_grad(monkeypatch)
+    xp = jnp.asarray(rng.standard_normal((2, size, size, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, 3, 4)), jnp.float32)
+    g = jnp.asarray(rng.standard_normal(layers._valid_conv_xla(xp, w, stride).shape), jnp.float32)
+
+    def loss(w, xp, fn):
+        return jnp.sum(fn(xp, w, stride) * g)
+
+    grads = jax.grad(loss, argnums=(0, 1))
+    dw_tap, dx_tap = grads(w, xp, layers._valid_conv_tap_grad)
+    dw_xla, dx_xla = grads(w, xp, layers._valid_conv_xla)
+    np.testing.assert_allclose(dw_tap, dw_xla, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx_tap, dx_xla, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding_mode", ["circular", "zeros"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_takes_tap_gradient_path_with_same_gradients(rng, monkeypatch, padding_mode, stride):
+    conv = Conv2d(3, 4, 3, stride=stride, padding_mode=padding_mode, key=jr.PRNGKey(2))
+    x = jnp.asarray(rng.standard_normal((2, 8, 8, 3)), jnp.float32)
+
+    def grads():
+        return jax.grad(lambda c, x: jnp.sum(jnp.sin(c(x))), argnums=(0, 1))(conv, x)
+
+    (c_xla, x_xla) = grads()
+    assert "custom_vjp_call" not in str(jax.make_jaxpr(conv)(x))
+    force_tap_weight_grad(monkeypatch)
+    assert "custom_vjp_call" in str(jax.make_jaxpr(conv)(x))
+    (c_tap, x_tap) = grads()
+    np.testing.assert_allclose(c_tap.weight, c_xla.weight, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c_tap.bias, c_xla.bias, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(x_tap, x_xla, rtol=1e-5, atol=1e-5)
+
+
+def test_tap_weight_gradient_bf16_accumulates_in_float32(rng):
+    xp = jnp.asarray(rng.standard_normal((4, 18, 18, 8)), jnp.float32)
+    dy = jnp.asarray(rng.standard_normal((4, 16, 16, 8)), jnp.float32)
+    exact = layers._tap_weight_grad(xp, dy, 3, 1)
+    low = layers._tap_weight_grad(xp.astype(jnp.bfloat16), dy.astype(jnp.bfloat16), 3, 1)
+    assert low.dtype == jnp.float32
+    # Only the bf16 rounding of the inputs (2^-8 relative) remains, not a bf16 running sum.
+    assert float(jnp.linalg.norm(low - exact) / jnp.linalg.norm(exact)) < 1e-2
+
+
+def test_tap_weight_gradient_thresholds():
+    cpu = jax.default_backend() == "cpu"
+    assert layers._use_tap_weight_grad(4 * 128 * 128, 128, 128) == cpu
+    assert not layers._use_tap_weight_grad(8 * 64 * 64, 32, 32)  # narrow: XLA's kernel wins
+    assert not layers._use_tap_weight_grad(4 * 32 * 32, 512, 512)  # small grid: XLA's wins
+
+
+@pytest.mark.parametrize("padding_mode", ["circular", "zeros"])
+@pytest.mark.parametrize("size", [4, 5])
+@pytest.mark.parametrize("tap_grad", [False, True])
+def test_upsampled_conv_equals_conv_of_upsampled_field(
+    rng, monkeypatch, padding_mode, size, tap_grad
+):
+    """The sub-pixel form is the same function, with the same gradients, as upsample-then-conv."""
+    if tap_grad:
+        force_tap_weight_grad(monkeypatch)
+    conv = Conv2d(3, 5, 3, padding_mode=padding_mode, key=jr.PRNGKey(3))
+    x = jnp.asarray(rng.standard_normal((2, size, size + 1, 3)), jnp.float32)
+    direct = conv(upsample_nearest2x(x))
+    fast = conv.upsampled(x)
+    assert fast.shape == direct.shape == (2, 2 * size, 2 * size + 2, 5)
+    np.testing.assert_allclose(fast, direct, rtol=1e-5, atol=1e-5)
+
+    def loss(c, x, fn):
+        return jnp.sum(jnp.sin(fn(c, x)))
+
+    g_fast = jax.grad(loss, argnums=(0, 1))(conv, x, lambda c, x: c.upsampled(x))
+    g_direct = jax.grad(loss, argnums=(0, 1))(conv, x, lambda c, x: c(upsample_nearest2x(x)))
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_direct), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_upsampled_conv_in_bfloat16_follows_input_dtype(rng):
+    conv = Conv2d(2, 3, 3, key=jr.PRNGKey(4))
+    x = jnp.asarray(rng.standard_normal((1, 4, 4, 2)), jnp.bfloat16)
+    y = conv.upsampled(x)
+    assert y.dtype == jnp.bfloat16
+    ref = conv(upsample_nearest2x(x.astype(jnp.float32)))
+    np.testing.assert_allclose(np.asarray(y, np.float32), ref, rtol=0.05, atol=0.05)
 
 
 def test_conv_init_scale_matches_eqx():

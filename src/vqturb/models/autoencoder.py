@@ -8,6 +8,8 @@ Decoder (mirror):
     conv3x3(codebook_dim → hidden_dim) → ResBlock, [Attention], ResBlock
     → for each stage i from the last: nearest ×2, conv3x3(→ base·mᵢ), num_res_blocks × ResBlock
     → norm, SiLU, conv3x3(→ in_channels)
+The nearest ×2 + conv3x3 pair runs in its exact sub-pixel form on the coarse grid
+(``Conv2d.upsampled``: 16/36 of the multiply-adds).
 So ``len(channel_mult)`` stages give a 2**len(channel_mult) downsampling: (1,2,4,4) is 16×.
 
 ``downsample_first`` moves each stage's residual blocks after its strided conv (and, mirrored,
@@ -30,7 +32,6 @@ from vqturb.models.layers import (
     ResBlock2d,
     make_norm,
     split_key,
-    upsample_nearest2x,
 )
 
 
@@ -187,9 +188,9 @@ class Decoder2d(eqx.Module):
         h = self.mid(self.conv_in(z))
         for up, blocks in zip(self.ups, self.stages, strict=True):
             if not self.downsample_first:
-                h = up(upsample_nearest2x(h))
+                h = up.upsampled(h)
             for blk in blocks:
                 h = _apply_block(blk, h, self.remat)
             if self.downsample_first:
-                h = up(upsample_nearest2x(h))
+                h = up.upsampled(h)
         return self.conv_out(jax.nn.silu(self.norm_out(h)))

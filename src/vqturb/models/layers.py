@@ -121,25 +121,150 @@ class Conv2d(eqx.Module):
             raise ValueError("Conv2d uses odd kernels (symmetric padding)")
 
     def __call__(self, x: Float[Array, "b h w cin"]) -> Float[Array, "b ho wo cout"]:
-        p, s = self.kernel_size // 2, self.stride
-        w = self.weight.astype(x.dtype)
-        conv = functools.partial(
-            jax.lax.conv_general_dilated,
-            window_strides=(s, s),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        if p and self.padding_mode == "circular":
-            # Wrap-pad, then convolve. XLA:CPU runs a convolution with no padding ("VALID") on a
-            # slow path (5x slower forward, 2x backward, measured 64², 32 channels), so instead
-            # pad `s` more zero cells in front and drop the first output row/column: output j is
-            # then centred on input j*s exactly as in a SAME conv on the periodic field.
-            x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="wrap")
-            y = conv(x, w, padding=((s, 0), (s, 0)))[:, 1:, 1:]
-        else:
-            y = conv(x, w, padding=((p, p), (p, p)))
-        if self.bias is not None:
-            y = y + self.bias.astype(x.dtype)
-        return y
+        p = self.kernel_size // 2
+        xp = _pad(x, p, self.padding_mode) if p else x
+        return self._add_bias(_valid_conv(xp, self.weight.astype(x.dtype), self.stride))
+
+    def upsampled(self, x: Float[Array, "b h w cin"]) -> Float[Array, "b h2 w2 cout"]:
+        """``self(upsample_nearest2x(x))``, computed on the coarse grid (sub-pixel form).
+
+        After a nearest-neighbour ×2 upsampling, the fine cell (2i+a, 2j+b) of a 3×3 conv sees
+        only the coarse cells i-1..i (phase 0) or i..i+1 (phase 1) in each direction: along a
+        direction, phase 0 weighs them (w₀, w₁+w₂) and phase 1 (w₀+w₁, w₂). So the layer is four
+        2×2 convs on the coarse grid, interleaved: the same function and parameters with 16/36 of
+        the multiply-adds (Shi et al. 2016 call the interleaving "sub-pixel convolution"). Padding
+        the coarse grid by one cell, periodic or zero, pads the upsampled grid the same way.
+        """
+        if self.kernel_size != 3 or self.stride != 1:
+            return self(upsample_nearest2x(x))
+        h, w = x.shape[1:3]
+        xp = _pad(x, 1, self.padding_mode)
+        kernels = _subpixel_kernels(self.weight.astype(x.dtype))
+        phases = [
+            [_valid_conv(xp[:, a : a + h + 1, b : b + w + 1], kernels[a][b], 1) for b in (0, 1)]
+            for a in (0, 1)
+        ]
+        rows = [jnp.stack(phases[a], axis=3) for a in (0, 1)]  # [n, h, w, b, c]
+        y = jnp.stack(rows, axis=2)  # [n, h, a, w, b, c]
+        return self._add_bias(y.reshape(y.shape[0], 2 * h, 2 * w, y.shape[-1]))
+
+    def _add_bias(self, y: Array) -> Array:
+        return y if self.bias is None else y + self.bias.astype(y.dtype)
+
+
+def _pad(x: Array, p: int, padding_mode: str) -> Array:
+    mode = "wrap" if padding_mode == "circular" else "constant"
+    return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode=mode)
+
+
+def _subpixel_kernels(w: Float[Array, "3 3 cin cout"]) -> list[list[Array]]:
+    """The four 2×2 kernels ``[a][b]`` of a 3×3 conv after nearest ×2 upsampling (``upsampled``)."""
+
+    def fold(v: Array, axis: int, phase: int) -> Array:
+        t0, t1, t2 = (jnp.take(v, i, axis=axis) for i in range(3))
+        return jnp.stack((t0, t1 + t2) if phase == 0 else (t0 + t1, t2), axis=axis)
+
+    return [[fold(fold(w, 0, a), 1, b) for b in (0, 1)] for a in (0, 1)]
+
+
+def _valid_conv(xp: Array, w: Array, stride: int) -> Array:
+    """Unpadded ("VALID") cross-correlation of an already padded NHWC batch with an HWIO kernel:
+    output (y, x) reads ``xp[s·y : s·y + k, s·x : s·x + k]``. On XLA:CPU, wide layers on large
+    grids take the tap-by-tap weight gradient (``_valid_conv_tap_grad``)."""
+    _, ho, wo = _valid_shape(xp.shape, w.shape[0], stride)
+    if _use_tap_weight_grad(xp.shape[0] * ho * wo, w.shape[2], w.shape[3]):
+        return _valid_conv_tap_grad(xp, w, stride)
+    return _valid_conv_xla(xp, w, stride)
+
+
+def _valid_shape(shape: tuple[int, ...], k: int, stride: int) -> tuple[int, int, int]:
+    return shape[0], (shape[1] - k) // stride + 1, (shape[2] - k) // stride + 1
+
+
+def _valid_conv_xla(xp: Array, w: Array, stride: int) -> Array:
+    s = stride
+    conv = functools.partial(
+        jax.lax.conv_general_dilated,
+        window_strides=(s, s),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    if w.shape[0] == 1:
+        return conv(xp, w, padding="VALID")
+    # XLA:CPU runs a convolution with no padding ("VALID") on a slow path (5x slower forward, 2x
+    # backward, measured 64², 32 channels), so pad `s` zero cells in front and drop the first
+    # output row/column: the remaining outputs are exactly the VALID ones.
+    return conv(xp, w, padding=((s, 0), (s, 0)))[:, 1:, 1:]
+
+
+# Weight gradient on XLA:CPU. XLA differentiates a convolution with respect to its kernel into a
+# "backward-filter" convolution whose CPU kernel is slow for wide layers on large grids: for a
+# 3×3, 128→128 channel conv on 4×128² it takes 829 ms against 131 ms for the forward pass and
+# 146 ms for the input gradient (23 vs 147 GFLOP/s). Written as what it is, one matrix product
+# per kernel tap, dW[i, j] = Σ_{n,y,x} xp[n, s·y+i, s·x+j, :]ᵀ dy[n, y, x, :], with the long
+# reduction split into a batch of ~4096-row products summed afterwards, it takes 220 ms (3.8×);
+# 4×256², 128→128: 4160 → 860 ms. The products lose to XLA's kernel when the layer is narrow or
+# the grid small (64², 32 channels: 25 vs 9 ms; 32², 512 channels: a tie), hence the thresholds.
+# Measured with benchmarks/bench_conv_grad.py on the 2-core CPU. Other backends keep XLA's
+# gradient (cuDNN's backward-filter kernels are fast).
+_TAP_GRAD_MIN_CHANNELS = 96
+_TAP_GRAD_MIN_ROWS = 32768
+_TAP_GRAD_CHUNK_ROWS = 4096
+
+
+def _use_tap_weight_grad(rows: int, cin: int, cout: int) -> bool:
+    """``rows`` = batch × output pixels: the length of the weight gradient's reduction."""
+    return (
+        jax.default_backend() == "cpu"
+        and min(cin, cout) >= _TAP_GRAD_MIN_CHANNELS
+        and rows >= _TAP_GRAD_MIN_ROWS
+    )
+
+
+def _sum_of_products(a: Array, b: Array) -> Array:
+    """``aᵀ b`` for tall ``a`` [n, c], ``b`` [n, d], in float32, as a sum of row-chunk products."""
+    n = a.shape[0]
+    chunks = max(1, n // _TAP_GRAD_CHUNK_ROWS)
+    while n % chunks:
+        chunks -= 1
+    parts = jax.lax.dot_general(
+        a.reshape(chunks, n // chunks, a.shape[1]),
+        b.reshape(chunks, n // chunks, b.shape[1]),
+        (((1,), (1,)), ((0,), (0,))),
+        preferred_element_type=jnp.float32,
+    )
+    return parts.sum(0)
+
+
+def _tap_weight_grad(xp: Array, dy: Array, k: int, stride: int) -> Array:
+    """∂L/∂w [k, k, cin, cout] of ``_valid_conv`` from its input and output cotangent."""
+    _, ho, wo, cout = dy.shape
+    dyf = dy.reshape(-1, cout)
+    span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+
+    def tap(i: int, j: int) -> Array:
+        xs = xp[:, i : i + span_h : stride, j : j + span_w : stride]
+        return _sum_of_products(xs.reshape(-1, xp.shape[-1]), dyf)
+
+    return jnp.stack([jnp.stack([tap(i, j) for j in range(k)]) for i in range(k)])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _valid_conv_tap_grad(xp: Array, w: Array, stride: int) -> Array:
+    """``_valid_conv_xla`` with the tap-by-tap weight gradient (XLA's own input gradient)."""
+    return _valid_conv_xla(xp, w, stride)
+
+
+def _valid_conv_tap_grad_fwd(xp, w, stride):
+    return _valid_conv_xla(xp, w, stride), (xp, w)
+
+
+def _valid_conv_tap_grad_bwd(stride, res, dy):
+    xp, w = res
+    dxp = jax.vjp(lambda v: _valid_conv_xla(v, w, stride), xp)[1](dy)[0]
+    return dxp, _tap_weight_grad(xp, dy, w.shape[0], stride).astype(w.dtype)
+
+
+_valid_conv_tap_grad.defvjp(_valid_conv_tap_grad_fwd, _valid_conv_tap_grad_bwd)
 
 
 def _num_groups(channels: int, max_groups: int) -> int:
