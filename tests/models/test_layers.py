@@ -174,6 +174,38 @@ def test_group_norm_matches_eqx(rng):
     assert GroupNorm(6, max_groups=4).groups == 3
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_group_norm_matches_two_pass_float64_reference(rng, offset):
+    """One-pass shifted statistics keep full accuracy when the mean dwarfs the spread."""
+    gn = GroupNorm(12, max_groups=4)
+    gn = eqx.tree_at(lambda g: (g.weight, g.bias), gn, (jnp.linspace(0.5, 2, 12), jnp.ones(12)))
+    # channels of one group with different means: the group variance includes their spread
+    x = rng.standard_normal((3, 6, 7, 12)) + offset + np.arange(12) * 0.5
+    xg = x.reshape(3, 6, 7, 4, 3)
+    mean = xg.mean(axis=(1, 2, 4), keepdims=True)
+    var = ((xg - mean) ** 2).mean(axis=(1, 2, 4), keepdims=True)
+    ref = ((xg - mean) / np.sqrt(var + 1e-6)).reshape(x.shape) * np.linspace(0.5, 2, 12) + 1
+    # float32 rounding of x itself (6e-5 at 1e3) bounds the agreement; the textbook one-pass
+    # E[x²] - E[x]² would be off by ~1e-2 here.
+    np.testing.assert_allclose(gn(jnp.asarray(x, jnp.float32)), ref, atol=1e-4 + offset * 1e-6)
+
+
+def test_group_norm_gradient_matches_two_pass_form(rng):
+    gn = GroupNorm(8, max_groups=4)
+    x = jnp.asarray(rng.standard_normal((2, 5, 5, 8)) * 3 + 7, jnp.float32)
+
+    def two_pass(x):
+        xg = x.reshape(2, 5, 5, 4, 2)
+        mean = xg.mean(axis=(1, 2, 4), keepdims=True)
+        var = jnp.square(xg - mean).mean(axis=(1, 2, 4), keepdims=True)
+        return ((xg - mean) * jax.lax.rsqrt(var + 1e-6)).reshape(x.shape)
+
+    weights = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+    g_fast = jax.grad(lambda x: jnp.sum(jnp.sin(gn(x)) * weights))(x)
+    g_ref = jax.grad(lambda x: jnp.sum(jnp.sin(two_pass(x)) * weights))(x)
+    np.testing.assert_allclose(g_fast, g_ref, rtol=1e-4, atol=1e-4)
+
+
 def test_attention_is_equivariant_to_pixel_permutation(rng):
     """No positional encoding: transposing the grid transposes the output (a real global mixer)."""
     att = AttentionBlock2d(8, num_heads=2, norm_groups=4, key=jr.PRNGKey(0))

@@ -280,6 +280,15 @@ class GroupNorm(eqx.Module):
 
     ``groups`` is the largest divisor of ``channels`` not above ``max_groups``. Statistics in
     float32 whatever the input dtype.
+
+    The statistics take one pass over the activations: per channel, the sums of ``x - x₀`` and
+    its square, shifted by the channel's first pixel ``x₀`` so that a large mean does not cancel
+    the variance away (the shifted-data algorithm; Chan, Golub & LeVeque 1983); the channels of a
+    group are then combined exactly (group variance = mean channel variance + variance of the
+    channel means). The normalisation is then one per-channel scale and shift. Against the
+    textbook two-pass form over a [b, h, w, groups, c/g] view, forward+backward (with SiLU) at
+    4×128²×128 takes 67 instead of 122 ms on the 2-core CPU: XLA:CPU reduces over the
+    non-minor axes of that view slowly.
     """
 
     weight: Float[Array, " c"]
@@ -295,11 +304,21 @@ class GroupNorm(eqx.Module):
 
     def __call__(self, x: Float[Array, "b h w c"]) -> Float[Array, "b h w c"]:
         b, h, w, c = x.shape
-        xg = x.astype(jnp.float32).reshape(b, h, w, self.groups, c // self.groups)
-        mean = jnp.mean(xg, axis=(1, 2, 4), keepdims=True)
-        var = jnp.mean(jnp.square(xg - mean), axis=(1, 2, 4), keepdims=True)
-        y = ((xg - mean) * jax.lax.rsqrt(var + self.eps)).reshape(b, h, w, c)
-        return (y * self.weight + self.bias).astype(x.dtype)
+        per_group = c // self.groups
+        xf = x.astype(jnp.float32)
+        shift = jax.lax.stop_gradient(xf[:, :1, :1, :])
+        d = xf - shift
+        s1 = jnp.sum(d, axis=(1, 2))  # [b, c]
+        s2 = jnp.sum(jnp.square(d), axis=(1, 2))
+        n = h * w
+        shape = (b, self.groups, per_group)
+        chan_mean = (shift.reshape(b, c) + s1 / n).reshape(shape)
+        chan_var = jnp.maximum(s2 / n - jnp.square(s1 / n), 0.0).reshape(shape)
+        mean = jnp.mean(chan_mean, axis=-1, keepdims=True)
+        var = jnp.mean(chan_var + jnp.square(chan_mean - mean), axis=-1, keepdims=True)
+        scale = jnp.broadcast_to(jax.lax.rsqrt(var + self.eps), shape).reshape(b, c) * self.weight
+        offset = self.bias - jnp.broadcast_to(mean, shape).reshape(b, c) * scale
+        return (xf * scale[:, None, None, :] + offset[:, None, None, :]).astype(x.dtype)
 
 
 class Identity(eqx.Module):
