@@ -64,43 +64,43 @@ def force_tap_weight_grad(monkeypatch):
     monkeypatch.setattr(layers, "_TAP_GRAD_CHUNK_ROWS", 7)  # several chunks, uneven split
 
 
+@pytest.mark.parametrize("tap", [True, False])
 @pytest.mark.parametrize(
-    ("kernel", "stride", "size"), [(3, 1, 8), (3, 2, 10), (3, 2, 11), (2, 1, 7), (1, 1, 6)]
+    ("kernel", "stride", "size"),
+    [(3, 1, 8), (3, 2, 10), (3, 2, 11), (3, 3, 12), (2, 1, 7), (2, 2, 9), (1, 1, 6), (1, 2, 7)],
 )
-def test_tap_weight_gradient_matches_xla_gradient(rng, monkeypatch, kernel, stride, size):
-    """The CPU weight-gradient path (one product per tap) gives XLA's gradients."""
+def test_cpu_gradients_match_xla_gradients(rng, monkeypatch, tap, kernel, stride, size):
+    """The CPU gradient forms (tap-wise weight gradient, polyphase input gradient) equal XLA's."""
     force_tap_weight_grad(monkeypatch)
-    xp = jnp.asarray(rng.standard_normal((2, size, size, 3)), jnp.float32)
+    xp = jnp.asarray(rng.standard_normal((2, size, size + 1, 3)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((kernel, kernel, 3, 4)), jnp.float32)
     g = jnp.asarray(rng.standard_normal(layers._valid_conv_xla(xp, w, stride).shape), jnp.float32)
 
     def loss(w, xp, fn):
-        return jnp.sum(fn(xp, w, stride) * g)
+        return jnp.sum(fn(xp, w) * g)
 
     grads = jax.grad(loss, argnums=(0, 1))
-    dw_tap, dx_tap = grads(w, xp, layers._valid_conv_tap_grad)
-    dw_xla, dx_xla = grads(w, xp, layers._valid_conv_xla)
-    np.testing.assert_allclose(dw_tap, dw_xla, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dx_tap, dx_xla, rtol=1e-5, atol=1e-5)
+    dw_cpu, dx_cpu = grads(w, xp, lambda xp, w: layers._valid_conv_cpu(xp, w, stride, tap))
+    dw_xla, dx_xla = grads(w, xp, lambda xp, w: layers._valid_conv_xla(xp, w, stride))
+    np.testing.assert_allclose(dw_cpu, dw_xla, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx_cpu, dx_xla, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("padding_mode", ["circular", "zeros"])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_conv_takes_tap_gradient_path_with_same_gradients(rng, monkeypatch, padding_mode, stride):
+def test_conv_takes_cpu_gradient_path_with_same_gradients(rng, monkeypatch, padding_mode, stride):
     conv = Conv2d(3, 4, 3, stride=stride, padding_mode=padding_mode, key=jr.PRNGKey(2))
     x = jnp.asarray(rng.standard_normal((2, 8, 8, 3)), jnp.float32)
-
-    def grads():
-        return jax.grad(lambda c, x: jnp.sum(jnp.sin(c(x))), argnums=(0, 1))(conv, x)
-
-    (c_xla, x_xla) = grads()
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # XLA's own gradients
     assert "custom_vjp_call" not in str(jax.make_jaxpr(conv)(x))
+    c_xla, x_xla = jax.grad(lambda c, x: jnp.sum(jnp.sin(c(x))), argnums=(0, 1))(conv, x)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     force_tap_weight_grad(monkeypatch)
     assert "custom_vjp_call" in str(jax.make_jaxpr(conv)(x))
-    (c_tap, x_tap) = grads()
-    np.testing.assert_allclose(c_tap.weight, c_xla.weight, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(c_tap.bias, c_xla.bias, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(x_tap, x_xla, rtol=1e-5, atol=1e-5)
+    c_cpu, x_cpu = jax.grad(lambda c, x: jnp.sum(jnp.sin(c(x))), argnums=(0, 1))(conv, x)
+    np.testing.assert_allclose(c_cpu.weight, c_xla.weight, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c_cpu.bias, c_xla.bias, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(x_cpu, x_xla, rtol=1e-5, atol=1e-5)
 
 
 def test_tap_weight_gradient_bf16_accumulates_in_float32(rng):

@@ -169,11 +169,14 @@ def _subpixel_kernels(w: Float[Array, "3 3 cin cout"]) -> list[list[Array]]:
 
 def _valid_conv(xp: Array, w: Array, stride: int) -> Array:
     """Unpadded ("VALID") cross-correlation of an already padded NHWC batch with an HWIO kernel:
-    output (y, x) reads ``xp[s·y : s·y + k, s·x : s·x + k]``. On XLA:CPU, wide layers on large
-    grids take the tap-by-tap weight gradient (``_valid_conv_tap_grad``)."""
+    output (y, x) reads ``xp[s·y : s·y + k, s·x : s·x + k]``.
+
+    On XLA:CPU the gradients of wide layers on large grids and of strided layers are computed by
+    ``_valid_conv_cpu`` (see the notes above ``_TAP_GRAD_MIN_CHANNELS``)."""
     _, ho, wo = _valid_shape(xp.shape, w.shape[0], stride)
-    if _use_tap_weight_grad(xp.shape[0] * ho * wo, w.shape[2], w.shape[3]):
-        return _valid_conv_tap_grad(xp, w, stride)
+    tap = _use_tap_weight_grad(xp.shape[0] * ho * wo, w.shape[2], w.shape[3])
+    if tap or (stride > 1 and jax.default_backend() == "cpu"):
+        return _valid_conv_cpu(xp, w, stride, tap)
     return _valid_conv_xla(xp, w, stride)
 
 
@@ -196,18 +199,27 @@ def _valid_conv_xla(xp: Array, w: Array, stride: int) -> Array:
     return conv(xp, w, padding=((s, 0), (s, 0)))[:, 1:, 1:]
 
 
-# Weight gradient on XLA:CPU. XLA differentiates a convolution with respect to its kernel into a
-# "backward-filter" convolution whose CPU kernel is slow for wide layers on large grids: for a
-# 3×3, 128→128 channel conv on 4×128² it takes 829 ms against 131 ms for the forward pass and
-# 146 ms for the input gradient (23 vs 147 GFLOP/s). Written as what it is, one matrix product
-# per kernel tap, dW[i, j] = Σ_{n,y,x} xp[n, s·y+i, s·x+j, :]ᵀ dy[n, y, x, :], with the long
-# reduction split into a batch of ~4096-row products summed afterwards, it takes 220 ms (3.8×);
-# 4×256², 128→128: 4160 → 860 ms. The products lose to XLA's kernel when the layer is narrow or
-# the grid small (64², 32 channels: 25 vs 9 ms; 32², 512 channels: a tie), hence the thresholds.
-# Measured with benchmarks/bench_conv_grad.py on the 2-core CPU. Other backends keep XLA's
-# gradient (cuDNN's backward-filter kernels are fast).
+# Gradients on XLA:CPU (figures: 2-core CPU, fp32, forward+backward medians; reproduce with
+# benchmarks/bench_conv_grad.py).
+#
+# Weight gradient. XLA differentiates a convolution with respect to its kernel into a
+# "backward-filter" convolution whose CPU kernel is slow for wide layers on large grids: 829 ms
+# for a 3×3, 128→128 channel conv on 4×128², against 131 ms for the forward pass and 146 ms for
+# the input gradient (23 vs 147 GFLOP/s). Written as matrix products,
+# dW[i, j] = Σ_{n,y,x} xp[n, y+i, x+j, :]ᵀ dy[n, y, x, :], it takes ~200 ms: for each kernel row
+# i one product of the row-shifted input [n·y·x', cin] with the three column-shifted copies of
+# dy side by side [n·y·x', 3·cout] (so the input is copied 3 times, not 9), the long reduction
+# split into ~4096-row products summed afterwards. Strided convs run the same on each polyphase
+# component of the input. The products lose to XLA's kernel when the layer is narrow (64², 32
+# channels: 25 vs 9 ms), hence the thresholds; from 4×32²×512 on they win by 0-25%.
+#
+# Input gradient of strided convs. XLA computes it as an lhs-dilated convolution, 410 ms for
+# the 3×3 stride-2 conv 4×256²×128 → 128², against 181 ms as s² stride-1 convs of dy with the
+# kernel's polyphase sub-kernels, interleaved (the transpose of the sub-pixel form above).
+#
+# Other backends keep XLA's gradients (cuDNN's kernels are fast).
 _TAP_GRAD_MIN_CHANNELS = 96
-_TAP_GRAD_MIN_ROWS = 32768
+_TAP_GRAD_MIN_ROWS = 8192
 _TAP_GRAD_CHUNK_ROWS = 4096
 
 
@@ -235,36 +247,87 @@ def _sum_of_products(a: Array, b: Array) -> Array:
     return parts.sum(0)
 
 
+def _tap_weight_grad_unstrided(xp: Array, dy: Array, kh: int, kw: int) -> Array:
+    """∂L/∂w [kh, kw, cin, cout] of a stride-1 VALID conv; ``xp`` may extend past the window."""
+    _, ho, wo, cout = dy.shape
+    cin = xp.shape[-1]
+    wq = wo + kw - 1
+    xp = xp[:, : ho + kh - 1, :wq]
+    # dy placed at each column offset j of the input window: [n, ho, wq, kw, cout]
+    shifted = jnp.stack(
+        [jnp.pad(dy, ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0))) for j in range(kw)], axis=3
+    ).reshape(-1, kw * cout)
+    rows = [
+        _sum_of_products(xp[:, i : i + ho].reshape(-1, cin), shifted).reshape(cin, kw, cout)
+        for i in range(kh)
+    ]
+    return jnp.stack(rows).transpose(0, 2, 1, 3)
+
+
 def _tap_weight_grad(xp: Array, dy: Array, k: int, stride: int) -> Array:
     """∂L/∂w [k, k, cin, cout] of ``_valid_conv`` from its input and output cotangent."""
-    _, ho, wo, cout = dy.shape
-    dyf = dy.reshape(-1, cout)
-    span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
+    if stride == 1:
+        return _tap_weight_grad_unstrided(xp, dy, k, k)
+    s = stride
+    dw = jnp.zeros((k, k, xp.shape[-1], dy.shape[-1]), jnp.float32)
+    for a in range(min(s, k)):
+        for b in range(min(s, k)):
+            kh, kw = len(range(a, k, s)), len(range(b, k, s))
+            sub = _tap_weight_grad_unstrided(xp[:, a::s, b::s], dy, kh, kw)
+            dw = dw.at[a::s, b::s].set(sub)
+    return dw
 
-    def tap(i: int, j: int) -> Array:
-        xs = xp[:, i : i + span_h : stride, j : j + span_w : stride]
-        return _sum_of_products(xs.reshape(-1, xp.shape[-1]), dyf)
 
-    return jnp.stack([jnp.stack([tap(i, j) for j in range(k)]) for i in range(k)])
+def _strided_input_grad(dy: Array, w: Array, stride: int, hp: int, wp: int) -> Array:
+    """∂L/∂xp [n, hp, wp, cin] of a strided ``_valid_conv``, one stride-1 conv per phase.
+
+    Input cell (s·u + a, s·v + b) receives dy[u - r, v - q] · w[a + s·r, b + s·q]ᵀ: a full
+    correlation of dy with the flipped, transposed polyphase sub-kernel ``w[a::s, b::s]``.
+    """
+    s, k = stride, w.shape[0]
+    n, ho, wo, _ = dy.shape
+    rows_out, cols_out = -(-hp // s), -(-wp // s)
+    phases = []
+    for a in range(s):
+        row = []
+        for b in range(s):
+            sub = w[a::s, b::s]
+            kh, kw = sub.shape[:2]
+            if a >= k or b >= k:
+                row.append(jnp.zeros((n, rows_out, cols_out, w.shape[2]), dy.dtype))
+                continue
+            pad = ((0, 0), (kh - 1, rows_out - ho), (kw - 1, cols_out - wo), (0, 0))
+            flipped = jnp.flip(sub, (0, 1)).transpose(0, 1, 3, 2)
+            row.append(_valid_conv_xla(jnp.pad(dy, pad), flipped, 1))
+        phases.append(jnp.stack(row, axis=3))  # [n, rows, cols, b, cin]
+    full = jnp.stack(phases, axis=2)  # [n, rows, a, cols, b, cin]
+    return full.reshape(n, rows_out * s, cols_out * s, -1)[:, :hp, :wp]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _valid_conv_tap_grad(xp: Array, w: Array, stride: int) -> Array:
-    """``_valid_conv_xla`` with the tap-by-tap weight gradient (XLA's own input gradient)."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _valid_conv_cpu(xp: Array, w: Array, stride: int, tap_weight_grad: bool) -> Array:
+    """``_valid_conv_xla`` whose gradients take the faster XLA:CPU forms described above."""
     return _valid_conv_xla(xp, w, stride)
 
 
-def _valid_conv_tap_grad_fwd(xp, w, stride):
+def _valid_conv_cpu_fwd(xp, w, stride, tap_weight_grad):
     return _valid_conv_xla(xp, w, stride), (xp, w)
 
 
-def _valid_conv_tap_grad_bwd(stride, res, dy):
+def _valid_conv_cpu_bwd(stride, tap_weight_grad, res, dy):
     xp, w = res
-    dxp = jax.vjp(lambda v: _valid_conv_xla(v, w, stride), xp)[1](dy)[0]
-    return dxp, _tap_weight_grad(xp, dy, w.shape[0], stride).astype(w.dtype)
+    if stride > 1:
+        dxp = _strided_input_grad(dy, w, stride, xp.shape[1], xp.shape[2])
+    else:
+        dxp = jax.vjp(lambda v: _valid_conv_xla(v, w, stride), xp)[1](dy)[0]
+    if tap_weight_grad:
+        dw = _tap_weight_grad(xp, dy, w.shape[0], stride)
+    else:
+        dw = jax.vjp(lambda v: _valid_conv_xla(xp, v, stride), w)[1](dy)[0]
+    return dxp, dw.astype(w.dtype)
 
 
-_valid_conv_tap_grad.defvjp(_valid_conv_tap_grad_fwd, _valid_conv_tap_grad_bwd)
+_valid_conv_cpu.defvjp(_valid_conv_cpu_fwd, _valid_conv_cpu_bwd)
 
 
 def _num_groups(channels: int, max_groups: int) -> int:
