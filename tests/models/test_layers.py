@@ -13,6 +13,7 @@ from vqturb.models.layers import (
     Conv2d,
     GroupNorm,
     ResBlock2d,
+    conv_pair,
     upsample_nearest2x,
 )
 
@@ -152,6 +153,41 @@ def test_upsampled_conv_in_bfloat16_follows_input_dtype(rng):
     assert y.dtype == jnp.bfloat16
     ref = conv(upsample_nearest2x(x.astype(jnp.float32)))
     np.testing.assert_allclose(np.asarray(y, np.float32), ref, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [8, 9])
+def test_conv_pair_composes_exactly_with_the_same_gradients(rng, stride, size):
+    first = Conv2d(2, 16, 3, key=jr.PRNGKey(5))
+    second = Conv2d(16, 8, 3, stride=stride, key=jr.PRNGKey(6))
+    x = jnp.asarray(rng.standard_normal((2, size, size, 2)), jnp.float32)
+    np.testing.assert_allclose(conv_pair(first, second, x), second(first(x)), atol=1e-5)
+    # one convolution: the [.., 16] intermediate is never formed
+    jaxpr = str(jax.make_jaxpr(lambda x: conv_pair(first, second, x))(x))
+    assert jaxpr.count("conv_general_dilated") == 1
+
+    def loss(pair, x, fn):
+        return jnp.sum(jnp.sin(fn(pair[0], pair[1], x)))
+
+    def sequential(a, b, x):
+        return b(a(x))
+
+    g_pair = jax.grad(loss, argnums=(0, 1))((first, second), x, conv_pair)
+    g_seq = jax.grad(loss, argnums=(0, 1))((first, second), x, sequential)
+    for a, b in zip(jax.tree.leaves(g_pair), jax.tree.leaves(g_seq), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_pair_falls_back_where_composition_is_not_exact(rng):
+    x = jnp.asarray(rng.standard_normal((1, 8, 8, 2)), jnp.float32)
+    zeros = Conv2d(2, 16, 3, padding_mode="zeros", key=jr.PRNGKey(5))
+    second = Conv2d(16, 8, 3, stride=2, padding_mode="zeros", key=jr.PRNGKey(6))
+    np.testing.assert_allclose(conv_pair(zeros, second, x), second(zeros(x)), atol=1e-6)
+    assert str(jax.make_jaxpr(lambda x: conv_pair(zeros, second, x))(x)).count("conv_gen") == 2
+    wide = Conv2d(64, 4, 3, key=jr.PRNGKey(7))  # composed kernel wider than the pair
+    third = Conv2d(4, 4, 3, key=jr.PRNGKey(8))
+    y = jnp.asarray(rng.standard_normal((1, 8, 8, 64)), jnp.float32)
+    np.testing.assert_allclose(conv_pair(wide, third, y), third(wide(y)), atol=1e-6)
 
 
 def test_conv_init_scale_matches_eqx():

@@ -30,6 +30,7 @@ from vqturb.models.layers import (
     GroupNorm,
     Identity,
     ResBlock2d,
+    conv_pair,
     make_norm,
     split_key,
 )
@@ -128,9 +129,12 @@ class Encoder2d(eqx.Module):
         self.conv_out = Conv2d(cfg.hidden_dim, cfg.codebook_dim, 1, key=out_key)
 
     def __call__(self, x: Float[Array, "b H W cin"]) -> Float[Array, "b h w d"]:
-        h = self.conv_in(x)
-        for blocks, down in zip(self.stages, self.downs, strict=True):
-            if self.downsample_first:
+        if self.downsample_first:  # nothing between conv_in and the first strided conv
+            h = conv_pair(self.conv_in, self.downs[0], x)
+        else:
+            h = self.conv_in(x)
+        for s, (blocks, down) in enumerate(zip(self.stages, self.downs, strict=True)):
+            if self.downsample_first and s > 0:
                 h = down(h)
             for blk in blocks:
                 h = _apply_block(blk, h, self.remat)
