@@ -8,6 +8,8 @@ times forward+backward (gradients with respect to input and weights) of
   convs);
 * ``upsample``  -- nearest ×2 upsampling then a 3×3 conv, against ``Conv2d.upsampled`` (the same
   function as four 2×2 convs on the coarse grid);
+* ``pair``      -- the encoder's ``conv_in`` (``cin`` → ``cout``) then its first stride-2 conv
+  (``cout`` → ``cout``), one after the other, against ``conv_pair`` (one composed kernel);
 * ``groupnorm`` -- GroupNorm + SiLU, the two-pass form over a [b, h, w, groups, c/g] view against
   ``GroupNorm`` (one-pass shifted per-channel statistics).
 
@@ -34,7 +36,7 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from vqturb.models import layers
-from vqturb.models.layers import Conv2d, GroupNorm, upsample_nearest2x
+from vqturb.models.layers import Conv2d, GroupNorm, conv_pair, upsample_nearest2x
 
 # (kind, size, cin, cout, stride): the SPEC default trunk at 256² (downsample-first layout)
 SPEC_ROWS = [
@@ -49,6 +51,7 @@ SPEC_ROWS = [
     ("upsample", 32, 512, 256, 1),
     ("groupnorm", 128, 128, 128, 1),
     ("groupnorm", 256, 128, 128, 1),
+    ("pair", 256, 1, 128, 2),
 ]
 # the cpu preset's widths at 64² (the thresholds keep XLA's gradients for most of them)
 CPU_ROWS = [
@@ -89,6 +92,18 @@ def variants(kind: str, batch: int, size: int, cin: int, cout: int, stride: int)
             lambda x: jnp.sum(jax.nn.silu(two_pass_group_norm(gn, x)) ** 2),
             lambda x: jnp.sum(jax.nn.silu(gn(x)) ** 2),
             0.0,
+        )
+    if kind == "pair":
+        first = Conv2d(cin, cout, 3, key=key)
+        second = Conv2d(cout, cout, 3, stride=stride, key=jr.PRNGKey(1))
+        x = jr.normal(key, (batch, size, size, cin))
+        out = (size - 1) // stride + 1
+        gflop = 2 * batch * (size**2 * 9 * cin * cout + out**2 * 9 * cout * cout) / 1e9
+        return (
+            ((first, second),),
+            lambda p: jnp.sum(p[1](p[0](x)) ** 2),
+            lambda p: jnp.sum(conv_pair(p[0], p[1], x) ** 2),
+            gflop,
         )
     conv = Conv2d(cin, cout, 3, stride=stride, key=key)
     if kind == "upsample":

@@ -148,7 +148,10 @@ def interleaved(runs: dict, steps: int) -> dict:
 def bench_preset(
     name: str, batch: int, steps: int, var: bool, padding_mode: str | None, dsf: bool = False
 ) -> dict:
-    from vqturb.models import VQVAEConfig, build_model, ema_update, trainable_spec
+    """The library model of preset ``name``, timed by ``vqturb bench train``'s ``bench_train``
+    (the trainer's own jitted step: forward, backward, Adam, EMA codebook update)."""
+    from vqturb.models import VQVAEConfig
+    from vqturb.training.bench import bench_train
 
     over = {"var_mode": True} if var else {}
     if dsf:
@@ -156,49 +159,12 @@ def bench_preset(
     if padding_mode:
         over["padding_mode"] = padding_mode
     cfg = VQVAEConfig.preset(name, **over)
-    model = build_model(cfg, key=jr.PRNGKey(0))
-    opt = optax.adam(1e-4)
-    params, _ = eqx.partition(model, trainable_spec(model))
-    state = opt.init(params)
-    x = jr.normal(jr.PRNGKey(1), (batch, cfg.resolution, cfg.resolution))
-
-    @eqx.filter_jit
-    def step(model, state, x, key):
-        params, frozen = eqx.partition(model, trainable_spec(model))
-
-        def loss_fn(p):
-            recon, out = eqx.combine(p, frozen)(x)
-            return jnp.mean(jnp.square(recon - x)) + cfg.commitment_weight * out.commit_loss, out
-
-        (loss, out), g = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params)
-        upd, state = opt.update(g, state, params)
-        model, _ = ema_update(eqx.combine(eqx.apply_updates(params, upd), frozen), out, key=key)
-        return model, state, loss
-
-    t0 = time.perf_counter()
-    model, state, loss = step(model, state, x, jr.PRNGKey(0))
-    jax.block_until_ready(loss)
-    compile_s = time.perf_counter() - t0
-    times = []
-    for i in range(steps):
-        t0 = time.perf_counter()
-        model, state, loss = step(model, state, x, jr.PRNGKey(i + 1))
-        jax.block_until_ready(loss)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    n_params = sum(v.size for v in jax.tree.leaves(eqx.filter(model, trainable_spec(model))))
+    r = bench_train(cfg, resolution=cfg.resolution, batch_size=batch, steps=steps)
     return {
         "preset": name,
-        "model": "VARVQVAE2d" if var else "VQVAE2d",
-        "resolution": cfg.resolution,
-        "batch": batch,
         "padding_mode": cfg.padding_mode,
         "downsample_first": cfg.downsample_first,
-        "params": int(n_params),
-        "first_step_s": round(compile_s, 1),
-        "ms_per_step": round(med * 1e3, 1),
-        "img_s": round(batch / med, 3),
-        "device": str(jax.devices()[0]),
+        **r,
     }
 
 

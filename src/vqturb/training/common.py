@@ -116,6 +116,15 @@ def save_step(
     return mp
 
 
+def save_final(
+    run_dir: str | os.PathLike, step: int, model: Any, *, kind: str, config: dict, meta: dict
+) -> Path:
+    """Save the finished run's model as ``<run_dir>/final.eqx`` (no training state)."""
+    final = Path(run_dir) / "final.eqx"
+    ck.save_model(final, model, kind=kind, config=config, meta={**meta, "step": step})
+    return final
+
+
 def compute_dtype(precision: str):
     if precision == "fp32":
         return jnp.float32

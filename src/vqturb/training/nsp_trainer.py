@@ -46,6 +46,7 @@ from vqturb.training.common import (
     check_finite,
     make_optimizer,
     resolve_resume,
+    save_final,
     save_step,
     state_path_for,
 )
@@ -591,9 +592,8 @@ def train_nsp(
     finally:
         bar.close()
         logger.close()
-    final = run_dir / "final.eqx"
-    ck.save_model(
-        final, model, kind="nsp", config=model_cfg.to_dict(), meta={**meta, "step": total_steps}
+    final = save_final(
+        run_dir, total_steps, model, kind="nsp", config=model_cfg.to_dict(), meta=meta
     )
     return NSPTrainResult(final, total_steps, last_metrics, val_metrics, history)
 

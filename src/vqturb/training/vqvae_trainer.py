@@ -33,6 +33,7 @@ from vqturb.training.common import (
     compute_dtype,
     make_optimizer,
     resolve_resume,
+    save_final,
     save_step,
     state_path_for,
 )
@@ -394,9 +395,8 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: VQVAETrainConfig) -> TrainResult:
     finally:
         bar.close()
         logger.close()
-    final = run_dir / "final.eqx"
-    ck.save_model(
-        final, model, kind="vqvae", config=model_cfg.to_dict(), meta={**meta, "step": total_steps}
+    final = save_final(
+        run_dir, total_steps, model, kind="vqvae", config=model_cfg.to_dict(), meta=meta
     )
     return TrainResult(
         final_path=final, steps=total_steps, last_metrics=last_metrics, val_metrics=val_metrics
