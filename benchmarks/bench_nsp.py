@@ -35,7 +35,8 @@ import jax
 import jax.random as jr
 import numpy as np
 
-from vqturb.models.nsp import PRESETS, NSPConfig, build_nsp, count_parameters, trainable_spec
+from vqturb.models.nsp import build_nsp, count_parameters, trainable_spec
+from vqturb.models.nsp_config import PRESETS, NSPConfig
 from vqturb.models.nsp_sampling import generate
 from vqturb.training.nsp_trainer import (
     NSPTrainConfig,

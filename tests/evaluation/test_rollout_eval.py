@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from vqturb.errors import InputError
+from vqturb.evaluation import heldout as H
+from vqturb.evaluation import rollout as RO
 from vqturb.evaluation import rollout_eval as RE
+from vqturb.evaluation import rollout_report as RR
 
 SCALES = (1, 2, 4)
 OFFSETS = (0, 1, 5)
@@ -52,15 +55,15 @@ def _tokens_file(tmp_path, rng, n_traj=5, n_t=12):
 
 
 def test_load_tokens_and_missing_fields(tmp_path, rng):
-    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
+    ts = H.load_tokens(_tokens_file(tmp_path, rng))
     assert ts.indices.shape == (60, T) and ts.scales == SCALES
     assert ts.norm_std == 2.0 and ts.checkpoint_sha256 == "abc"
     bad = tmp_path / "bad.npz"
     np.savez(bad, indices_flat=np.zeros((2, T), np.int32), scales=np.array(SCALES))
     with pytest.raises(InputError, match="missing scale_offsets"):
-        RE.load_tokens(bad)
+        H.load_tokens(bad)
     with pytest.raises(InputError, match="no such"):
-        RE.load_tokens(tmp_path / "nope.npz")
+        H.load_tokens(tmp_path / "nope.npz")
 
 
 def test_split_matches_dataset_split(tmp_path):
@@ -76,49 +79,50 @@ def test_split_matches_dataset_split(tmp_path):
     ds = open_dataset(tmp_path / "data")
     want = ds.split().test.trajectory_set
     traj = np.repeat(np.arange(7), 3)
-    name, frames = RE.split_trajectories(traj, np.tile(np.arange(3), 7))
+    name, frames = H.split_trajectories(traj, np.tile(np.arange(3), 7))
     assert name == "test" and sorted(frames) == sorted(int(i) for i in want)
 
 
 def test_split_single_trajectory_and_fallbacks():
-    name, fr = RE.split_trajectories(np.zeros(20, int), np.arange(20))
+    name, fr = H.split_trajectories(np.zeros(20, int), np.arange(20))
     assert name == "test" and list(fr[0]) == [18, 19]
-    name, fr = RE.split_trajectories(np.repeat([0, 1], 3), np.tile(np.arange(3), 2))
+    name, fr = H.split_trajectories(np.repeat([0, 1], 3), np.tile(np.arange(3), 2))
     assert name == "val" and len(fr) == 1  # two trajectories: no test split, use val
 
 
 def test_heldout_frames_prefer_the_nsp_record(tmp_path, rng):
-    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
-    name, fr = RE.heldout_frames(ts, {"val_trajectories": [3, 99]})
+    ts = H.load_tokens(_tokens_file(tmp_path, rng))
+    name, fr = H.heldout_frames(ts, {"val_trajectories": [3, 99]})
     assert "NSP" in name and list(fr) == [3] and list(fr[3]) == list(range(12))
-    name, fr = RE.heldout_frames(ts, {})
+    name, fr = H.heldout_frames(ts, {})
     assert name == "test"
-    name, _ = RE.heldout_frames(ts, {"val_trajectories": []})
+    name, _ = H.heldout_frames(ts, {"val_trajectories": []})
     assert "in-sample" in name
 
 
 def test_choose_starts_and_windows(tmp_path, rng):
-    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
+    ts = H.load_tokens(_tokens_file(tmp_path, rng))
     frames = {1: np.arange(12), 3: np.arange(12)}
-    starts = RE.choose_starts(frames, 4, 5)
+    starts = H.choose_starts(frames, 4, 5)
     assert sorted(starts) == [(1, 0), (1, 6), (3, 0), (3, 6)]
-    gt = RE.ground_truth_windows(ts, starts, 5)
+    gt = H.ground_truth_windows(ts, starts, 5)
     assert gt.shape == (4, 6, T)
     row = ts.row_of()[(starts[1][0], starts[1][1] + 2)]
     np.testing.assert_array_equal(gt[1, 2], ts.indices[row])
     # a longer rollout than the trajectory holds: ground truth is cut to what every sample has
-    assert RE.ground_truth_windows(ts, [(0, 0), (0, 4)], 20).shape[1] == 8
+    assert H.ground_truth_windows(ts, [(0, 0), (0, 4)], 20).shape[1] == 8
 
 
 def test_grid_times():
-    assert RE.grid_times(100) == [0, 1, 2, 5, 10, 25, 50, 100]
-    assert RE.grid_times(3, n_gt=3) == [0, 1, 2, 3]
+    assert RR.grid_times(100) == [0, 1, 2, 5, 10, 25, 50, 100]
+    assert RR.grid_times(3, n_gt=3) == [0, 1, 2, 3]
 
 
 def _tiny_nsp():
     import jax.random as jr
 
-    from vqturb.models.nsp import NSPConfig, build_nsp
+    from vqturb.models.nsp import build_nsp
+    from vqturb.models.nsp_config import NSPConfig
 
     cfg = NSPConfig(
         scales=SCALES,
@@ -139,13 +143,13 @@ def test_rollout_tokens_with_the_nsp_model(rng):
     pytest.importorskip("vqturb.models.nsp_sampling")
     model = _tiny_nsp()
     t0 = _rows(rng, 3)
-    toks, timing = RE.rollout_tokens(model, t0, 6, key=jr.key(0), chunk=3, progress=False)
+    toks, timing = RO.rollout_tokens(model, t0, 6, key=jr.key(0), chunk=3, progress=False)
     assert toks.shape == (3, 7, T)
     np.testing.assert_array_equal(toks[:, 0], t0)
     for (a, b), off, v in zip(((0, 1), (1, 5), (5, 21)), OFFSETS, VOCABS, strict=True):
         assert toks[:, :, a:b].min() >= off and toks[:, :, a:b].max() < off + v
     assert timing["frames"] == 18 and timing["steady_frames_per_s"] > 0
-    again, _ = RE.rollout_tokens(model, t0, 6, key=jr.key(0), chunk=3, progress=False)
+    again, _ = RO.rollout_tokens(model, t0, 6, key=jr.key(0), chunk=3, progress=False)
     np.testing.assert_array_equal(toks, again)  # same seed, same rollout
 
 
@@ -162,7 +166,7 @@ def test_rollout_tokens_chains_chunks():
     t0 = np.zeros((2, T), np.int32)
     import jax.random as jr
 
-    toks, _ = RE.rollout_tokens(
+    toks, _ = RO.rollout_tokens(
         None,
         t0,
         7,
@@ -183,7 +187,7 @@ def test_evaluate_rollouts_writes_everything(tmp_path, rng):
     gt = _rows(rng, s * 5).reshape(s, 5, T)  # shorter ground truth than the rollout
     gen = np.concatenate([gt[:, :1], _rows(rng, s * n).reshape(s, n, T)], axis=1)
     raw = _fake_decode(gt) + 0.05 * rng.standard_normal((s, 5, 16, 16)).astype(np.float32)
-    m = RE.evaluate_rollouts(
+    m = RR.evaluate_rollouts(
         gen,
         gt,
         _fake_decode,
@@ -237,7 +241,7 @@ def test_evaluate_rollouts_writes_everything(tmp_path, rng):
 def test_evaluate_rollouts_rejects_mismatched_raw(tmp_path, rng):
     gt = _rows(rng, 4).reshape(2, 2, T)
     with pytest.raises(InputError, match="raw ground truth"):
-        RE.evaluate_rollouts(
+        RR.evaluate_rollouts(
             gt,
             gt,
             _fake_decode,
@@ -272,11 +276,11 @@ def test_vqvae_decoder_maps_unified_ids_and_denormalises(tmp_path, rng):
     import jax.numpy as jnp
 
     model, _ = _tiny_vqvae()
-    ts = RE.load_tokens(_tokens_file(tmp_path, rng))
+    ts = H.load_tokens(_tokens_file(tmp_path, rng))
     # a non-trivial unified -> original map: scale 2's ids reversed
     u2o = np.r_[0, np.arange(4), np.arange(8)[::-1]].astype(np.int32)
-    ts = RE.TokenSet(**{**ts.__dict__, "unified_to_original": u2o})
-    decode = RE.vqvae_decoder(model, ts, batch_size=4)
+    ts = H.TokenSet(**{**ts.__dict__, "unified_to_original": u2o})
+    decode = RO.vqvae_decoder(model, ts, batch_size=4)
     rows = _rows(rng, 5)  # not a multiple of the batch: the last batch is padded
     got = decode(rows)
     assert got.shape == (5, 16, 16)
@@ -396,7 +400,7 @@ def test_evaluate_rollouts_degenerate_inputs(tmp_path):
     rows[:, 1:5] = 1
     rows[:, 5:] = 5
     zero = lambda r: np.zeros(np.asarray(r).shape[:-1] + (16, 16), np.float32)  # noqa: E731
-    m = RE.evaluate_rollouts(
+    m = RR.evaluate_rollouts(
         rows.reshape(2, 2, T),
         rows[:2].reshape(2, 1, T),
         zero,

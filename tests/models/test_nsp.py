@@ -10,18 +10,9 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from vqturb.models.nsp import (
-    NextScalePredictor,
-    NSPConfig,
-    all_scales_layout,
-    build_nsp,
-    count_parameters,
-    key_prefix_blocks,
-    layout_mask,
-    preset,
-    spec_mask,
-    trainable_spec,
-)
+from vqturb.models.nsp import NextScalePredictor, build_nsp, count_parameters, trainable_spec
+from vqturb.models.nsp_config import NSPConfig, preset
+from vqturb.models.nsp_masks import all_scales_layout, key_prefix_blocks, layout_mask, spec_mask
 from vqturb.models.nsp_sampling import filter_logits, generate, rollout, scale_logits
 
 # scales 1, 2, 4 with a deterministic first scale (vocabulary of one), like the SPEC's coarse scales

@@ -20,7 +20,7 @@ TRAIN_DEFAULTS = {
     "val_every": 500,
 }
 # What --preset cpu changes: a small trunk that trains in minutes on 2 CPU cores (the model part
-# is vqturb.models.nsp.PRESETS["cpu"]); Lion at 3e-4 is stable on it and learns in a few hundred
+# is vqturb.models.nsp_config.PRESETS["cpu"]); Lion at 3e-4 is stable on it and learns in a few hundred
 # steps (the SPEC's 1e-4 is tuned for long GPU runs).
 TRAIN_PRESETS = {"cpu": {"lr": 3e-4, "batch_size": 16, "save_every": 200, "val_every": 200}}
 
@@ -75,7 +75,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 def resolve_configs(args: argparse.Namespace, tokens):
     """(NSPConfig, NSPTrainConfig) from SPEC defaults, then the preset, then the flags given."""
-    from vqturb.models.nsp import PRESETS, NSPConfig
+    from vqturb.models.nsp_config import PRESETS, NSPConfig
     from vqturb.training.nsp_trainer import NSPTrainConfig
 
     model = dict(MODEL_DEFAULTS)

@@ -53,8 +53,9 @@ def _synthetic_models(preset: str, resolution: int | None, vocab: int | None, se
     import jax.random as jr
 
     from vqturb.models import VQVAEConfig, build_model
-    from vqturb.models.nsp import PRESETS as NSP_PRESETS
-    from vqturb.models.nsp import NSPConfig, build_nsp
+    from vqturb.models.nsp import build_nsp
+    from vqturb.models.nsp_config import PRESETS as NSP_PRESETS
+    from vqturb.models.nsp_config import NSPConfig
 
     name = "cpu" if preset == "cpu" else "default"
     over: dict[str, Any] = {"var_mode": True}
@@ -137,7 +138,8 @@ def benchmark_rollout(
     import jax.numpy as jnp
     import jax.random as jr
 
-    from vqturb.evaluation.rollout_eval import TokenSet, load_tokens, vqvae_decoder
+    from vqturb.evaluation.heldout import TokenSet, load_tokens
+    from vqturb.evaluation.rollout import vqvae_decoder
     from vqturb.models.nsp_sampling import rollout
     from vqturb.physics import solver
     from vqturb.physics.spectral import random_vorticity

@@ -48,10 +48,7 @@ with their only token.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import equinox as eqx
@@ -61,291 +58,9 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-# Hyper-parameter presets for the transformer trunk; the scales and vocabularies always come from
-# the tokens file. "spec" is the SPEC's default (about 6M parameters with its vocabulary).
-PRESETS: dict[str, dict[str, int]] = {
-    "spec": {"n_layer": 6, "n_head": 8, "n_embd": 256},
-    "cpu": {"n_layer": 2, "n_head": 4, "n_embd": 64},
-}
-
-
-def preset(name: str) -> dict[str, int]:
-    """Trunk hyper-parameters of a preset ("spec" or "cpu"), for ``NSPConfig.from_tokens``."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown NSP preset {name!r}; known: {', '.join(PRESETS)}")
-    return dict(PRESETS[name])
-
-
-# Tokens-file fields the model configuration is read from (CONTRACTS.md, "Tokens file").
-TOKENS_CONFIG_FIELDS = ("scales", "scale_offsets", "scale_vocab_sizes", "codebook")
-
-
-@dataclass(frozen=True)
-class NSPConfig:
-    """Configuration of :class:`NextScalePredictor` (JSON-safe through ``to_dict``/``from_dict``)."""
-
-    # Side length of every scale, coarse to fine (tokens per frame T = sum(s**2)).
-    scales: tuple[int, ...]
-    # Start of each scale's range in the unified vocabulary (tokens file ``scale_offsets``).
-    scale_offsets: tuple[int, ...]
-    # Size of each scale's vocabulary range; 1 means the scale is deterministic (no head).
-    scale_vocab_sizes: tuple[int, ...]
-    # Dimension D of the frozen unified codebook vectors that embed the tokens.
-    codebook_dim: int
-    # Number of transformer blocks (SPEC default 6).
-    n_layer: int = 6
-    # Number of attention heads; must divide n_embd (SPEC default 8).
-    n_head: int = 8
-    # Width of the residual stream (SPEC default 256).
-    n_embd: int = 256
-    # Hidden width of the MLP as a multiple of n_embd (GPT-2 uses 4).
-    mlp_ratio: int = 4
-    # Dropout probability on the attention and MLP outputs while training (0 disables it).
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        n = len(self.scales)
-        if not (n == len(self.scale_offsets) == len(self.scale_vocab_sizes)) or n == 0:
-            raise ValueError(
-                "scales, scale_offsets and scale_vocab_sizes must be non-empty and of equal length"
-            )
-        for f in ("scales", "scale_offsets", "scale_vocab_sizes"):
-            object.__setattr__(self, f, tuple(int(v) for v in getattr(self, f)))
-        if any(s < 1 for s in self.scales) or any(v < 1 for v in self.scale_vocab_sizes):
-            raise ValueError("scales and vocabulary sizes must be positive")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_head={self.n_head} must divide n_embd={self.n_embd}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    # ---- derived sizes (all static Python values) ----
-    @property
-    def n_scales(self) -> int:
-        return len(self.scales)
-
-    @property
-    def scale_lengths(self) -> tuple[int, ...]:
-        """Tokens per scale, ``s**2``."""
-        return tuple(s * s for s in self.scales)
-
-    @property
-    def token_offsets(self) -> tuple[int, ...]:
-        """Start of each scale inside a frame's row of tokens."""
-        return tuple(int(v) for v in np.cumsum((0,) + self.scale_lengths[:-1]))
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return sum(self.scale_lengths)
-
-    @property
-    def vocab_size(self) -> int:
-        """Rows of the unified codebook (the largest id + 1)."""
-        return max(o + v for o, v in zip(self.scale_offsets, self.scale_vocab_sizes, strict=True))
-
-    @property
-    def trainable_scales(self) -> tuple[int, ...]:
-        """Scales with more than one possible token: they get a head and a loss."""
-        return tuple(i for i, v in enumerate(self.scale_vocab_sizes) if v > 1)
-
-    @property
-    def content_scales(self) -> tuple[int, ...]:
-        """t1 scales some later trainable scale reads (all scales before the last trainable one)."""
-        last = max(self.trainable_scales, default=0)
-        return tuple(range(last))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for f in ("scales", "scale_offsets", "scale_vocab_sizes"):
-            d[f] = list(d[f])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> NSPConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown NSPConfig fields: {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
-
-    @classmethod
-    def from_tokens(
-        cls, tokens: Mapping[str, Any], *, preset: str | None = None, **overrides: Any
-    ) -> NSPConfig:
-        """Build the configuration from a tokens file's fields (``np.load`` result or a dict).
-
-        ``preset`` ("spec" or "cpu") sets the trunk size; ``overrides`` (n_layer, n_head, n_embd,
-        mlp_ratio, dropout) win over the preset.
-        """
-        fields: dict[str, Any] = _preset(preset) if preset is not None else {}
-        fields.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(
-            scales=tuple(int(s) for s in np.asarray(tokens["scales"]).ravel()),
-            scale_offsets=tuple(int(s) for s in np.asarray(tokens["scale_offsets"]).ravel()),
-            scale_vocab_sizes=tuple(
-                int(s) for s in np.asarray(tokens["scale_vocab_sizes"]).ravel()
-            ),
-            codebook_dim=int(np.asarray(tokens["codebook"]).shape[-1]),
-            **fields,
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# Static layouts and masks (NumPy, built at trace time: they are constants of the program)
-# --------------------------------------------------------------------------------------------
-
-_T0, _CONTENT, _QUERY = 0, 1, 2
-
-
-def spec_mask(cfg: NSPConfig) -> np.ndarray:
-    """Block-causal mask ``[2T, 2T]`` (True = may attend) of SPEC mode: group(key) <= group(query)
-    with groups t0 -> 0 and t1 scale j -> 1 + j."""
-    g0 = np.zeros(cfg.tokens_per_frame, np.int32)
-    g1 = np.concatenate([np.full(n, 1 + j, np.int32) for j, n in enumerate(cfg.scale_lengths)])
-    g = np.concatenate([g0, g1])
-    return g[None, :] <= g[:, None]
-
-
-def all_scales_layout(cfg: NSPConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The two-stream layout of all-scales mode: per position (stream, scale, index in frame).
-
-    Order: t0 (every scale), t1 content (``cfg.content_scales``), t1 queries
-    (``cfg.trainable_scales``).
-    """
-    segments = [(_T0, j) for j in range(cfg.n_scales)]
-    segments += [(_CONTENT, j) for j in cfg.content_scales]
-    segments += [(_QUERY, k) for k in cfg.trainable_scales]
-    streams, scales, index = [], [], []
-    for stream, j in segments:
-        n = cfg.scale_lengths[j]
-        streams.append(np.full(n, stream))
-        scales.append(np.full(n, j))
-        index.append(cfg.token_offsets[j] + np.arange(n))
-    return tuple(np.concatenate(a).astype(np.int32) for a in (streams, scales, index))
-
-
-def layout_mask(streams: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Attention rule of the module docstring for an arbitrary layout; ``[L, L]`` True = attend."""
-    qs, qj = streams[:, None], scales[:, None]
-    ks, kj = streams[None, :], scales[None, :]
-    see_t0 = ks == _T0
-    see_content = (ks == _CONTENT) & (
-        ((qs == _CONTENT) & (kj <= qj)) | ((qs == _QUERY) & (kj < qj))
-    )
-    see_query = (ks == _QUERY) & (qs == _QUERY) & (kj == qj)
-    return see_t0 | see_content | see_query
-
-
-def key_prefix_blocks(mask: np.ndarray) -> tuple[tuple[int, int, int], ...]:
-    """Split the rows of a static mask into runs ``(row_start, row_end, key_end)`` whose rows
-    attend to no key at or after ``key_end`` (consecutive rows with the same last allowed key)."""
-    if not mask.any(axis=1).all():
-        raise ValueError("every row of an attention mask needs at least one allowed key")
-    key_end = mask.shape[1] - np.argmax(mask[:, ::-1], axis=1)
-    starts = np.flatnonzero(np.diff(key_end, prepend=-1))
-    ends = np.append(starts[1:], mask.shape[0])
-    return tuple((int(a), int(b), int(key_end[a])) for a, b in zip(starts, ends, strict=True))
-
-
-# --------------------------------------------------------------------------------------------
-# Modules
-# --------------------------------------------------------------------------------------------
-
-
-def _linear(in_f: int, out_f: int, std: float, *, key: PRNGKeyArray) -> eqx.nn.Linear:
-    """Linear layer with N(0, std^2) weights and zero bias (GPT-2 initialisation)."""
-    k_lin, k_w = jr.split(key)
-    lin = eqx.nn.Linear(in_f, out_f, key=k_lin)
-    w = std * jr.normal(k_w, (out_f, in_f))
-    return eqx.tree_at(lambda m: (m.weight, m.bias), lin, (w, jnp.zeros(out_f)))
-
-
-# Per-layer key/value cache: keys and values ``[P, n_head, head_dim]`` for P cached positions.
-KV = tuple[Float[Array, "_p h d"], Float[Array, "_p h d"]]
-
-
-class Block(eqx.Module):
-    """Pre-LN transformer block (GPT-2): x + Attn(LN(x)), then x + MLP(LN(x)).
-
-    Attention takes an explicit boolean mask, or a key/value prefix (the cache) that every query
-    may read in full plus the block's own positions.
-    """
-
-    ln1: eqx.nn.LayerNorm
-    qkv: eqx.nn.Linear
-    attn_out: eqx.nn.Linear
-    ln2: eqx.nn.LayerNorm
-    fc: eqx.nn.Linear
-    fc_out: eqx.nn.Linear
-    n_head: int = eqx.field(static=True)
-    dropout: float = eqx.field(static=True)
-
-    def __init__(
-        self, n_embd: int, n_head: int, mlp_ratio: int, dropout: float, n_layer: int, *, key
-    ):
-        k_qkv, k_out, k_fc, k_fc_out = jr.split(key, 4)
-        # Residual projections scaled by 1/sqrt(2 n_layer) so the stream's variance does not
-        # grow with depth (GPT-2, Radford et al. 2019).
-        res_std = 0.02 / math.sqrt(2 * n_layer)
-        self.ln1 = eqx.nn.LayerNorm(n_embd)
-        self.qkv = _linear(n_embd, 3 * n_embd, 0.02, key=k_qkv)
-        self.attn_out = _linear(n_embd, n_embd, res_std, key=k_out)
-        self.ln2 = eqx.nn.LayerNorm(n_embd)
-        self.fc = _linear(n_embd, mlp_ratio * n_embd, 0.02, key=k_fc)
-        self.fc_out = _linear(mlp_ratio * n_embd, n_embd, res_std, key=k_fc_out)
-        self.n_head = n_head
-        self.dropout = dropout
-
-    def _drop(self, x: Float[Array, "l c"], key: PRNGKeyArray | None) -> Float[Array, "l c"]:
-        if key is None or self.dropout == 0.0:
-            return x
-        keep = jr.bernoulli(key, 1.0 - self.dropout, x.shape)
-        return jnp.where(keep, x / (1.0 - self.dropout), 0.0)
-
-    def __call__(
-        self,
-        x: Float[Array, "l c"],
-        *,
-        mask: Bool[np.ndarray, "l l"] | None = None,
-        prefix: KV | None = None,
-        key: PRNGKeyArray | None = None,
-    ) -> tuple[Float[Array, "l c"], tuple[Float[Array, "l h d"], Float[Array, "l h d"]]]:
-        """Returns the new residual stream and this block's own keys/values (for a cache).
-
-        ``mask`` restricts attention among the ``l`` positions; ``prefix`` adds cached positions
-        every query may attend to (the cached path uses no mask: a block reads the whole prefix
-        and itself).
-        """
-        n, c = x.shape
-        h_dim = c // self.n_head
-        k_attn, k_mlp = (None, None) if key is None else jr.split(key)
-        h = jax.vmap(self.ln1)(x)
-        q, k, v = jnp.split(jax.vmap(self.qkv)(h), 3, axis=-1)
-        q, k, v = (a.reshape(n, self.n_head, h_dim) for a in (q, k, v))
-        k_all, v_all = k, v
-        if prefix is not None:
-            k_all = jnp.concatenate([prefix[0], k], axis=0)
-            v_all = jnp.concatenate([prefix[1], v], axis=0)
-        if mask is None:
-            a = jax.nn.dot_product_attention(q, k_all, v_all)
-        else:
-            # Row blocks that only read a prefix of the keys attend to that prefix only: same
-            # result as the full masked product, ~30% fewer attention FLOPs on the block-causal
-            # layouts (attention dominates the small CPU models).
-            blocks = []
-            for r0, r1, kend in key_prefix_blocks(mask):
-                m = mask[r0:r1, :kend]
-                # a fully allowed block (t0 reading t0) needs no mask at all
-                m = None if m.all() else jnp.asarray(m)[None]
-                blocks.append(
-                    jax.nn.dot_product_attention(q[r0:r1], k_all[:kend], v_all[:kend], mask=m)
-                )
-            a = jnp.concatenate(blocks, axis=0)
-        a = a.reshape(n, c)
-        x = x + self._drop(jax.vmap(self.attn_out)(a), k_attn)
-        h = jax.vmap(self.ln2)(x)
-        h = jax.vmap(self.fc_out)(jax.nn.gelu(jax.vmap(self.fc)(h)))
-        x = x + self._drop(h, k_mlp)
-        return x, (k, v)
+from vqturb.models.nsp_config import NSPConfig
+from vqturb.models.nsp_masks import CONTENT, all_scales_layout, layout_mask, spec_mask
+from vqturb.models.transformer import KV, Block, gpt2_linear
 
 
 class NextScalePredictor(eqx.Module):
@@ -387,7 +102,7 @@ class NextScalePredictor(eqx.Module):
                 f"{(cfg.vocab_size, cfg.codebook_dim)}"
             )
         self.codebook = codebook
-        self.in_proj = _linear(cfg.codebook_dim, c, 0.02, key=k_in)
+        self.in_proj = gpt2_linear(cfg.codebook_dim, c, 0.02, key=k_in)
         self.mask_token = 0.02 * jr.normal(k_mask, (c,))
         self.pos_emb = 0.02 * jr.normal(k_pos, (cfg.tokens_per_frame, c))
         self.scale_emb = 0.02 * jr.normal(k_scale, (cfg.n_scales, c))
@@ -399,7 +114,7 @@ class NextScalePredictor(eqx.Module):
         self.ln_f = eqx.nn.LayerNorm(c)
         head_keys = jr.split(k_heads, max(len(cfg.trainable_scales), 1))
         self.heads = tuple(
-            _linear(c, cfg.scale_vocab_sizes[k], 0.02, key=hk)
+            gpt2_linear(c, cfg.scale_vocab_sizes[k], 0.02, key=hk)
             for k, hk in zip(cfg.trainable_scales, head_keys, strict=False)
         )
         self.config = cfg
@@ -494,7 +209,7 @@ class NextScalePredictor(eqx.Module):
         cfg = self.config
         streams, scales, index = all_scales_layout(cfg)
         t = cfg.tokens_per_frame
-        n_content = int(np.sum(streams == _CONTENT))
+        n_content = int(np.sum(streams == CONTENT))
         ci = index[t : t + n_content]
         qi = index[t + n_content :]
         x = jnp.concatenate(
@@ -570,6 +285,3 @@ def count_parameters(model: NextScalePredictor) -> int:
 def build_from_dict(config: Mapping[str, Any]) -> NextScalePredictor:
     """Checkpoint builder (kind ``"nsp"``): the skeleton from a header's config dict."""
     return build_nsp(NSPConfig.from_dict(config))
-
-
-_preset = preset  # NSPConfig.from_tokens has a parameter named `preset`
