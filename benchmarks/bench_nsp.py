@@ -14,7 +14,7 @@ Parts:
 * ``sample`` -- t0 -> t1 frames/s of ``generate`` with and without the key/value cache.
 * ``modes``  -- loss against wall-clock time for SPEC mode (one drawn scale per step) and
   ``--all_scales`` (every scale per step) on the same synthetic tokens (a learnable deterministic
-  rule, ``nsp_trainer.synthetic_tokens``), cpu-preset trunk; validation loss (all scales) over time.
+  rule, ``tests/synthetic_tokens.py``), cpu-preset trunk; validation loss (all scales) over time.
 
 Writes ``<out>/bench_nsp.json`` (all figures), ``<out>/bench_nsp.md`` (tables) and
 ``<out>/loss_vs_wallclock.png``; prints the tables on stderr and one JSON line (the headline
@@ -35,18 +35,20 @@ import jax
 import jax.random as jr
 import numpy as np
 
+from vqturb.data.tokens_file import TokensFile
 from vqturb.models.nsp import build_nsp, count_parameters, trainable_spec
 from vqturb.models.nsp_config import PRESETS, NSPConfig
 from vqturb.models.nsp_sampling import generate
 from vqturb.training.nsp_trainer import (
     NSPTrainConfig,
-    load_nsp_tokens,
     optimizer_for,
     train_nsp,
     train_step,
-    write_synthetic_tokens,
 )
 from vqturb.utils.fileio import atomic_write_json, atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic_tokens import write_synthetic_tokens  # noqa: E402 (the tests' generator)
 
 SCALES = (1, 2, 4, 8, 16)
 # a plausible per-scale vocabulary of a fitted VAR tokenizer: the 1x1 scale deterministic
@@ -134,7 +136,7 @@ def bench_modes(out_dir: Path, steps: int, val_every: int) -> dict:
         out_dir / "synthetic_tokens.npz", scales=(1, 2, 4, 8), scale_vocab_sizes=(1, 4, 8, 16),
         n_traj=8, n_steps=32, codebook_dim=16,
     )  # fmt: skip
-    tok = load_nsp_tokens(tokens)
+    tok = TokensFile.read(tokens)
     mc = NSPConfig.from_tokens(tok.fields, preset="cpu")
     res = {}
     for all_scales in (False, True):

@@ -40,8 +40,8 @@ def test_fit_remaps_to_consecutive_ranges(tok_and_data):
         start += s * s
     # remap round trip: unified -> original codes equals the model's own codes
     codes = tok.encode_codes(x)
-    local = tok.unified_to_local(rows)
-    assert all(np.array_equal(a, b) for a, b in zip(tok.local_to_codes(local), codes, strict=True))
+    back = tok.unified_to_codes(rows)
+    assert all(np.array_equal(a, b) for a, b in zip(back, codes, strict=True))
     flat = np.concatenate([c.reshape(10, -1) for c in codes], axis=1)
     assert np.array_equal(tok.unified_to_original[rows], flat)
 
@@ -82,12 +82,13 @@ def test_ids_outside_a_scale_range_are_rejected(tok_and_data):
 
 def test_saved_tokens_file(tok_and_data, tmp_path):
     tok, x = tok_and_data
-    arrays = save_tokens(tok, x, tmp_path / "tokens.npz")
+    arrays = save_tokens(tok, x, tmp_path / "tokens.npz").arrays()
     z = np.load(tmp_path / "tokens.npz")
     expected = {
         "indices_flat", "vectors_flat", "codebook", "scale_offsets", "scale_vocab_sizes",
         "unified_to_scale", "unified_to_original", "scales", "trajectory_id", "time_index",
-        "norm_mean", "norm_std", "checkpoint_sha256",
+        "norm_mean", "norm_std", "checkpoint_sha256", "split", "split_val_fraction",
+        "split_test_fraction", "split_seed",
     }  # fmt: skip
     assert set(z.files) == expected
     n, t = z["indices_flat"].shape
@@ -104,6 +105,34 @@ def test_saved_tokens_file(tok_and_data, tmp_path):
     model_rec = tok.normalization.invert(np.asarray(tok.model(tok.normalization.apply(x))[0]))
     assert np.allclose(rec, model_rec, atol=1e-5)
     assert np.array_equal(arrays["indices_flat"], z["indices_flat"])
+
+
+def test_saved_split_is_the_datasets(tok_and_data, tmp_path, rng):
+    """Each row of tokens.npz records its split: the dataset's own (the VQ-VAE run's rule)."""
+    import scipy.io
+
+    from vqturb.data import open_dataset
+    from vqturb.data.splits import SPLIT_NAMES, SplitRule
+    from vqturb.data.tokens_file import TokensFile
+
+    tok, _ = tok_and_data
+    for i in range(6):
+        (tmp_path / "ds" / f"traj_{i}").mkdir(parents=True)
+        for t, f in enumerate(fields(rng, 3)):
+            scipy.io.savemat(tmp_path / "ds" / f"traj_{i}" / f"{t + 1}.mat", {"Omega": f})
+    ds = open_dataset(tmp_path / "ds")
+    assert tok.split_rule == SplitRule()  # the checkpoint's meta has no split: the defaults
+    for rule in (None, SplitRule(0.3, 0.2, seed=3)):
+        save_tokens(tok, ds, tmp_path / "tokens.npz", split_rule=rule)
+        back = TokensFile.read(tmp_path / "tokens.npz")
+        assert back.split_rule == (rule or tok.split_rule)
+        r = back.split_rule
+        want = ds.split(val_fraction=r.val_fraction, test_fraction=r.test_fraction, seed=r.seed)
+        for k, sub in enumerate(want):
+            sel = back.split == k
+            got = sorted(zip(back.trajectory_id[sel], back.time_index[sel], strict=True))
+            got = [(int(a), int(b)) for a, b in got]
+            assert got == sorted(map(tuple, sub.refs.tolist())), SPLIT_NAMES[k]
 
 
 def test_info(tok_and_data):
@@ -139,7 +168,7 @@ def test_real_model_tokens(tmp_path, rng, var_mode):
     model = _real_checkpoint(tmp_path / "real.eqx", var_mode)
     tok = VQVAETokenizer(tmp_path / "real.eqx", var_mode=var_mode, batch_size=4)
     x = fields(rng, 6)
-    arrays = save_tokens(tok, x, tmp_path / "tokens.npz")
+    arrays = save_tokens(tok, x, tmp_path / "tokens.npz").arrays()
     assert arrays["indices_flat"].shape == (6, 21 if var_mode else 16)
     cbs = [np.asarray(c) for c in model.codebooks()]
     k = arrays["unified_to_scale"]

@@ -8,9 +8,10 @@ collects the codes actually used and builds one vocabulary:
 - VAR mode: one unified vocabulary with a contiguous range per scale: scale 0 owns
   ``[0, n0)``, scale 1 ``[n0, n0 + n1)``, … (a code used at two scales gets two ids).
 
-A token row holds the unified ids of one field, scale by scale, row-major inside a scale
-(CONTRACTS.md). Codes never seen by :meth:`fit` raise :class:`~vqturb.errors.InputError` rather
-than mapping to a wrong id. :func:`save_tokens` writes the ``tokens.npz`` of CONTRACTS.md.
+A token row holds the unified ids of one field, scale by scale, row-major inside a scale. Codes
+never seen by :meth:`fit` raise :class:`~vqturb.errors.InputError` rather than mapping to a wrong
+id. :func:`save_tokens` writes the ``tokens.npz`` (:mod:`vqturb.data.tokens_file`), with the
+train / val / test split of every row under the rule the VQ-VAE run split its data with.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from vqturb.data.splits import SplitRule
+from vqturb.data.tokens_file import TokensFile, ids_to_codes
 from vqturb.errors import InputError
 
 DEFAULT_BATCH = 16
@@ -129,11 +132,13 @@ class VQVAETokenizer:
                 f"{'a VAR (multi-scale)' if ckpt_var else 'a standard'} VQ-VAE",
                 "--var_mode exactly when the checkpoint was trained with it",
             )
-        norm = header.get("meta", {}).get("normalization")
+        meta = header.get("meta", {})
+        norm = meta.get("normalization")
         if norm is None:
             raise InputError(checkpoint, "checkpoint meta", "no normalisation", "mean and std")
         self._setup(model, cfg, Normalization.from_dict(norm), file_sha256(checkpoint), batch_size)
         self.checkpoint = Path(checkpoint)
+        self.split_rule = SplitRule.from_run_meta(meta)
 
     @classmethod
     def from_model(
@@ -149,6 +154,7 @@ class VQVAETokenizer:
         self = cls.__new__(cls)
         self._setup(model, config, normalization, checkpoint_sha256, batch_size)
         self.checkpoint = None
+        self.split_rule = SplitRule()
         return self
 
     def _setup(self, model, cfg: dict, norm, sha: str, batch_size: int) -> None:
@@ -322,16 +328,6 @@ class VQVAETokenizer:
             out.append(pos.astype(np.int32))
         return out
 
-    def local_to_codes(self, local: Sequence[np.ndarray]) -> list[np.ndarray]:
-        self._require_fit()
-        out = []
-        for k, (ids, u) in enumerate(zip(local, self.used, strict=True)):
-            ids = np.asarray(ids)
-            if ids.size and (ids.min() < 0 or ids.max() >= u.size):
-                raise InputError(None, f"ids at scale {k}", "out of range", f"[0, {u.size})")
-            out.append(u[ids].astype(np.int32))
-        return out
-
     def local_to_unified(self, local: Sequence[np.ndarray]) -> np.ndarray:
         """Per-scale local ids ``[N, s, s]`` → token rows ``[N, T]`` of unified ids."""
         offs = self.scale_offsets
@@ -340,26 +336,13 @@ class VQVAETokenizer:
             [np.asarray(x).reshape(n, -1) + offs[k] for k, x in enumerate(local)], axis=1
         ).astype(np.int32)
 
-    def unified_to_local(self, rows: np.ndarray) -> list[np.ndarray]:
-        """Token rows ``[N, T]`` → per-scale local ids; ids outside their scale's range raise."""
+    def unified_to_codes(self, rows: np.ndarray) -> list[np.ndarray]:
+        """Token rows ``[N, T]`` → original codes per scale ``[N, s, s]``
+        (:func:`~vqturb.data.tokens_file.ids_to_codes`); ids outside their scale's range raise."""
         self._require_fit()
-        rows = np.asarray(rows)
-        t = sum(s * s for s in self.scales)
-        if rows.ndim != 2 or rows.shape[1] != t:
-            raise InputError(None, "token rows", f"shape {rows.shape}", f"[N, {t}]")
-        out, start = [], 0
-        for k, s in enumerate(self.scales):
-            part = rows[:, start : start + s * s].astype(np.int64) - self.scale_offsets[k]
-            if part.size and (part.min() < 0 or part.max() >= self.scale_vocab_sizes[k]):
-                raise InputError(
-                    None,
-                    f"token ids at scale {k}",
-                    "outside the scale's range",
-                    f"[{self.scale_offsets[k]}, {self.scale_offsets[k] + self.scale_vocab_sizes[k]})",
-                )
-            out.append(part.reshape(-1, s, s).astype(np.int32))
-            start += s * s
-        return out
+        return ids_to_codes(
+            rows, self.scales, self.scale_offsets, self.scale_vocab_sizes, self.unified_to_original
+        )
 
     def encode_batch(self, fields: np.ndarray) -> np.ndarray:
         """Physical fields ``[B, H, W]`` → unified token rows ``[B, T]`` int32."""
@@ -387,7 +370,7 @@ class VQVAETokenizer:
         """Unified token rows ``[B, T]`` (or one row ``[T]``) → physical fields ``[B, H, W]``."""
         rows = np.asarray(rows)
         single = rows.ndim == 1
-        fields = self.decode_codes(self.local_to_codes(self.unified_to_local(np.atleast_2d(rows))))
+        fields = self.decode_codes(self.unified_to_codes(np.atleast_2d(rows)))
         return fields[0] if single else fields
 
 
@@ -427,36 +410,46 @@ def tokenizer_info(tok: VQVAETokenizer, source: Any, *, progress: bool = False) 
     }
 
 
-def tokens_arrays(tok: VQVAETokenizer, scan: ScanResult) -> dict[str, np.ndarray]:
-    """The ``tokens.npz`` arrays (CONTRACTS.md) from a fitted tokenizer and a scan."""
-    local = tok.codes_to_local(scan.codes)
-    rows = tok.local_to_unified(local)
-    codebook = tok.codebook()
-    return {
-        "indices_flat": rows.astype(np.int32),
-        "vectors_flat": codebook[rows].astype(np.float32),
-        "codebook": codebook,
-        "scale_offsets": tok.scale_offsets,
-        "scale_vocab_sizes": tok.scale_vocab_sizes,
-        "unified_to_scale": tok.unified_to_scale,
-        "unified_to_original": tok.unified_to_original,
-        "scales": np.asarray(tok.scales, dtype=np.int64),
-        "trajectory_id": scan.trajectory_id.astype(np.int64),
-        "time_index": scan.time_index.astype(np.int64),
-        "norm_mean": np.float64(tok.normalization.mean),
-        "norm_std": np.float64(tok.normalization.std),
-        "checkpoint_sha256": np.str_(tok.checkpoint_sha256),
-    }
+def tokens_file(
+    tok: VQVAETokenizer, scan: ScanResult, split_rule: SplitRule | None = None
+) -> TokensFile:
+    """The tokens file (:class:`~vqturb.data.tokens_file.TokensFile`) of a fitted tokenizer and a
+    scan, with the split of every row under ``split_rule`` (default: the checkpoint's own, the
+    rule its VQ-VAE run split the data with)."""
+    rows = tok.local_to_unified(tok.codes_to_local(scan.codes))
+    rule = split_rule or tok.split_rule
+    return TokensFile(
+        indices=rows,
+        codebook=tok.codebook(),
+        scales=tok.scales,
+        scale_offsets=tok.scale_offsets,
+        scale_vocab_sizes=tok.scale_vocab_sizes,
+        unified_to_original=tok.unified_to_original,
+        trajectory_id=scan.trajectory_id,
+        time_index=scan.time_index,
+        checkpoint_sha256=tok.checkpoint_sha256,
+        norm_mean=tok.normalization.mean,
+        norm_std=tok.normalization.std,
+        split=rule.labels(scan.trajectory_id, scan.time_index),
+        split_rule=rule,
+    )
 
 
 def save_tokens(
-    tok: VQVAETokenizer, source: Any, output: str | os.PathLike, *, progress: bool = False
-) -> dict[str, np.ndarray]:
-    """Fit on ``source``, tokenize all of it and write ``output`` (npz, atomically)."""
-    from vqturb.utils.fileio import atomic_save_npz
+    tok: VQVAETokenizer,
+    source: Any,
+    output: str | os.PathLike,
+    *,
+    split_rule: SplitRule | None = None,
+    progress: bool = False,
+) -> TokensFile:
+    """Fit on ``source``, tokenize all of it and write ``output`` (``tokens.npz``, atomically).
 
+    ``source`` is the whole dataset (its trajectory numbering is what the recorded split refers
+    to), a Subset or an ``[N, H, W]`` array (one trajectory).
+    """
     scan = tok.scan(source, progress=progress)
     tok.fit_codes(scan.codes)
-    arrays = tokens_arrays(tok, scan)
-    atomic_save_npz(output, **arrays)
-    return arrays
+    tokens = tokens_file(tok, scan, split_rule)
+    tokens.write(output)
+    return tokens

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from vqturb.data.tokens_file import scale_positions
 from vqturb.evaluation import metrics
 
 SCALES = (1, 2, 4)
@@ -13,13 +14,13 @@ T = 1 + 4 + 16
 
 def _tokens(rng, n, vocab_shift=0):
     rows = np.zeros((n, T), np.int32)
-    for (a, b), off, v in zip(metrics.scale_positions(SCALES), OFFSETS, VOCABS, strict=True):
+    for (a, b), off, v in zip(scale_positions(SCALES), OFFSETS, VOCABS, strict=True):
         rows[:, a:b] = off + (rng.integers(0, v, size=(n, b - a)) + vocab_shift) % v
     return rows
 
 
 def test_scale_positions_cover_the_row():
-    pos = metrics.scale_positions(SCALES)
+    pos = scale_positions(SCALES)
     assert pos == [(0, 1), (1, 5), (5, 21)]
 
 

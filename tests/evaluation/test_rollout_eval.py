@@ -4,6 +4,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from vqturb.data.splits import SplitRule
+from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
 from vqturb.evaluation import heldout as H
 from vqturb.evaluation import rollout as RO
@@ -35,12 +37,13 @@ def _fake_decode(rows):
     return f.reshape(lead + (16, 16))
 
 
-def _tokens_file(tmp_path, rng, n_traj=5, n_t=12):
+def _tokens_file(tmp_path, rng, n_traj=5, n_t=12, **extra):
     n = n_traj * n_t
     path = tmp_path / "tokens.npz"
     np.savez(
         path,
         indices_flat=_rows(rng, n),
+        codebook=rng.standard_normal((13, 3)).astype(np.float32),
         scales=np.array(SCALES),
         scale_offsets=np.array(OFFSETS),
         scale_vocab_sizes=np.array(VOCABS),
@@ -50,23 +53,37 @@ def _tokens_file(tmp_path, rng, n_traj=5, n_t=12):
         norm_mean=np.float32(0.5),
         norm_std=np.float32(2.0),
         checkpoint_sha256="abc",
+        **extra,
     )
     return path
 
 
 def test_load_tokens_and_missing_fields(tmp_path, rng):
-    ts = H.load_tokens(_tokens_file(tmp_path, rng))
+    ts = TokensFile.read(_tokens_file(tmp_path, rng))
     assert ts.indices.shape == (60, T) and ts.scales == SCALES
     assert ts.norm_std == 2.0 and ts.checkpoint_sha256 == "abc"
     bad = tmp_path / "bad.npz"
     np.savez(bad, indices_flat=np.zeros((2, T), np.int32), scales=np.array(SCALES))
-    with pytest.raises(InputError, match="missing scale_offsets"):
-        H.load_tokens(bad)
+    with pytest.raises(InputError, match="missing codebook, scale_offsets"):
+        TokensFile.read(bad)
     with pytest.raises(InputError, match="no such"):
-        H.load_tokens(tmp_path / "nope.npz")
+        TokensFile.read(tmp_path / "nope.npz")
 
 
-def test_split_matches_dataset_split(tmp_path):
+def _tokens(traj, times):
+    """A minimal in-memory tokens file with these trajectory ids and time indices."""
+    traj = np.asarray(traj)
+    return TokensFile(
+        indices=np.zeros((traj.size, T), np.int32) + np.r_[0, [1] * 4, [5] * 16],
+        codebook=np.zeros((13, 3), np.float32),
+        unified_to_original=np.r_[0, np.arange(4), np.arange(8)],
+        trajectory_id=traj,
+        time_index=times,
+        **LAYOUT,
+    )
+
+
+def test_heldout_trajectories_are_the_datasets_test_split(tmp_path):
     from scipy.io import savemat
 
     from vqturb.data import open_dataset
@@ -77,21 +94,32 @@ def test_split_matches_dataset_split(tmp_path):
             d.mkdir(parents=True, exist_ok=True)
             savemat(d / f"{t}.mat", {"Omega": np.zeros((4, 4))})
     ds = open_dataset(tmp_path / "data")
-    want = ds.split().test.trajectory_set
-    traj = np.repeat(np.arange(7), 3)
-    name, frames = H.split_trajectories(traj, np.tile(np.arange(3), 7))
-    assert name == "test" and sorted(frames) == sorted(int(i) for i in want)
+    traj, times = np.repeat(np.arange(7), 3), np.tile(np.arange(3), 7)
+    # a file without a recorded split, an NSP run with the default rule
+    name, frames = H.heldout_frames(_tokens(traj, times), {"split": SplitRule().to_dict()})
+    assert name == "test" and sorted(frames) == ds.split().test.trajectory_set
+    # a recorded split (the VQ-VAE run's rule) wins over the NSP run's
+    rule = SplitRule(0.3, 0.3, seed=4)
+    rec = _tokens(traj, times)
+    rec = TokensFile(**{**_fields(rec), "split": rule.labels(traj, times), "split_rule": rule})
+    name, frames = H.heldout_frames(rec, {"split": SplitRule().to_dict()})
+    assert sorted(frames) == ds.split(0.3, 0.3, seed=4).test.trajectory_set
+
+
+def _fields(tokens):
+    return {k: v for k, v in tokens.__dict__.items() if not k.startswith("_")}
 
 
 def test_split_single_trajectory_and_fallbacks():
-    name, fr = H.split_trajectories(np.zeros(20, int), np.arange(20))
+    name, fr = H.heldout_frames(_tokens(np.zeros(20, int), np.arange(20)), {})
     assert name == "test" and list(fr[0]) == [18, 19]
-    name, fr = H.split_trajectories(np.repeat([0, 1], 3), np.tile(np.arange(3), 2))
+    name, fr = H.heldout_frames(_tokens(np.repeat([0, 1], 3), np.tile(np.arange(3), 2)), {})
     assert name == "val" and len(fr) == 1  # two trajectories: no test split, use val
 
 
-def test_heldout_frames_prefer_the_nsp_record(tmp_path, rng):
-    ts = H.load_tokens(_tokens_file(tmp_path, rng))
+def test_heldout_frames_of_an_nsp_run_before_the_shared_split(tmp_path, rng):
+    ts = TokensFile.read(_tokens_file(tmp_path, rng))
+    # its own validation trajectories (it trained on the test split)
     name, fr = H.heldout_frames(ts, {"val_trajectories": [3, 99]})
     assert "NSP" in name and list(fr) == [3] and list(fr[3]) == list(range(12))
     name, fr = H.heldout_frames(ts, {})
@@ -101,7 +129,7 @@ def test_heldout_frames_prefer_the_nsp_record(tmp_path, rng):
 
 
 def test_choose_starts_and_windows(tmp_path, rng):
-    ts = H.load_tokens(_tokens_file(tmp_path, rng))
+    ts = TokensFile.read(_tokens_file(tmp_path, rng))
     frames = {1: np.arange(12), 3: np.arange(12)}
     starts = H.choose_starts(frames, 4, 5)
     assert sorted(starts) == [(1, 0), (1, 6), (3, 0), (3, 6)]
@@ -276,10 +304,10 @@ def test_vqvae_decoder_maps_unified_ids_and_denormalises(tmp_path, rng):
     import jax.numpy as jnp
 
     model, _ = _tiny_vqvae()
-    ts = H.load_tokens(_tokens_file(tmp_path, rng))
+    ts = TokensFile.read(_tokens_file(tmp_path, rng))
     # a non-trivial unified -> original map: scale 2's ids reversed
     u2o = np.r_[0, np.arange(4), np.arange(8)[::-1]].astype(np.int32)
-    ts = H.TokenSet(**{**ts.__dict__, "unified_to_original": u2o})
+    ts = TokensFile(**{**_fields(ts), "unified_to_original": u2o})
     decode = RO.vqvae_decoder(model, ts, batch_size=4)
     rows = _rows(rng, 5)  # not a multiple of the batch: the last batch is padded
     got = decode(rows)

@@ -13,19 +13,14 @@ import jax
 import numpy as np
 import pytest
 
+from synthetic_tokens import synthetic_tokens, write_synthetic_tokens
 from vqturb.cli import main
+from vqturb.data.splits import VAL, SplitRule
+from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
 from vqturb.models.nsp import NSPConfig
 from vqturb.training import checkpoint as ck
-from vqturb.training.nsp_trainer import (
-    NSPTrainConfig,
-    load_nsp_tokens,
-    make_pairs,
-    split_pairs,
-    synthetic_tokens,
-    train_nsp,
-    write_synthetic_tokens,
-)
+from vqturb.training.nsp_trainer import NSPTrainConfig, train_nsp
 from vqturb.utils.fileio import atomic_save_npz, file_sha256
 
 # one tiny trunk for every run in this file: the compiled step is shared between tests
@@ -67,45 +62,79 @@ def config(tokens_path, run_dir, **kw):
 
 
 def model_config(tokens_path):
-    return NSPConfig.from_tokens(load_nsp_tokens(tokens_path).fields, **TRUNK)
+    return NSPConfig.from_tokens(TokensFile.read(tokens_path).fields, **TRUNK)
 
 
 def test_pairs_stay_in_trajectory_and_split_is_by_trajectory(tmp_path):
-    arrays = synthetic_tokens(n_traj=5, n_steps=6)
+    arrays = synthetic_tokens(n_traj=5, n_steps=6).arrays()
     # drop one snapshot: time index 3 of trajectory 1 (a gap: pairs across it must not exist)
     keep = ~((arrays["trajectory_id"] == 1) & (arrays["time_index"] == 3))
     for f in ("indices_flat", "vectors_flat", "trajectory_id", "time_index"):
         arrays[f] = arrays[f][keep]
     atomic_save_npz(tmp_path / "t.npz", **arrays)
-    tok = load_nsp_tokens(tmp_path / "t.npz")
+    tok = TokensFile.read(tmp_path / "t.npz")
+    rule = SplitRule(val_fraction=0.2, test_fraction=0.2, seed=0)
+    _, want_val, want_test = rule.trajectory_ids(5)
     for dt in (1, 2):
-        pairs = make_pairs(tok, dt)
+        pairs = tok.pairs(dt)
         tr, ti = tok.trajectory_id, tok.time_index
         assert (tr[pairs[:, 0]] == tr[pairs[:, 1]]).all()
         assert (ti[pairs[:, 1]] - ti[pairs[:, 0]] == dt).all()
         # 5 trajectories x (6 - dt) pairs, minus those touching the gap
         assert len(pairs) == 5 * (6 - dt) - 2
-        train, val, val_trajs = split_pairs(tok, pairs, 0.2, seed=0)
-        assert len(val_trajs) == 1 and len(train) + len(val) == len(pairs)
-        assert set(tr[val[:, 0]]) == set(val_trajs)
-        assert not set(tr[train[:, 0]]) & set(val_trajs)
+        train, val, test = tok.split_pairs(dt, rule)
+        assert len(train) + len(val) + len(test) == len(pairs)  # whole trajectories
+        assert set(tr[val[:, 0]]) == set(want_val.tolist())
+        assert set(tr[test[:, 0]]) == set(want_test.tolist())
+        assert not set(tr[train.ravel()]) & (set(want_val.tolist()) | set(want_test.tolist()))
+
+
+def test_nsp_validates_on_the_datasets_validation_trajectories(tmp_path):
+    """The split recorded in the tokens file (the VQ-VAE run's rule) decides what the NSP
+    model validates on: the dataset's own validation trajectories, never its test ones."""
+    from scipy.io import savemat
+
+    from vqturb.data import open_dataset
+
+    for i in range(8):
+        d = tmp_path / "data" / f"traj_{i}"
+        d.mkdir(parents=True)
+        for t in range(4):
+            savemat(d / f"{t}.mat", {"Omega": np.zeros((4, 4))})
+    rule = SplitRule(val_fraction=0.25, test_fraction=0.25, seed=5)
+    splits = open_dataset(tmp_path / "data").split(0.25, 0.25, seed=5)
+    vq = tmp_path / "vqvae.eqx"
+    vq.write_bytes(b"stand-in")
+    path = write_synthetic_tokens(
+        tmp_path / "tokens.npz", n_traj=8, n_steps=4, split_rule=rule,
+        checkpoint_sha256=file_sha256(vq),
+    )  # fmt: skip
+    tok = TokensFile.read(path)
+    assert sorted(set(tok.trajectory_id[tok.split_labels() == VAL])) == splits.val.trajectory_set
+    run = tmp_path / "run"
+    # a different --seed and --val_fraction do not move a recorded split
+    cfg = config(path, run, max_steps=1, seed=3, val_fraction=0.5)
+    train_nsp(NSPConfig.from_tokens(tok.fields, **TRUNK), cfg)
+    meta = json.loads((run / "config.json").read_text())["meta"]
+    assert meta["val_trajectories"] == splits.val.trajectory_set
+    assert meta["split"] == rule.to_dict()
 
 
 def test_bad_inputs_are_clear_input_errors(tmp_path, tokens_path):
-    arrays = synthetic_tokens(n_traj=2, n_steps=3)
+    arrays = synthetic_tokens(n_traj=2, n_steps=3).arrays()
     missing = {k: v for k, v in arrays.items() if k not in ("codebook", "time_index")}
     atomic_save_npz(tmp_path / "missing.npz", **missing)
     with pytest.raises(InputError, match="missing codebook, time_index"):
-        load_nsp_tokens(tmp_path / "missing.npz")
+        TokensFile.read(tmp_path / "missing.npz")
     bad = dict(arrays)
     bad["indices_flat"] = bad["indices_flat"].copy()
     bad["indices_flat"][0, 0] = 3  # scale 0 has the single id 0
     atomic_save_npz(tmp_path / "range.npz", **bad)
     with pytest.raises(InputError, match="scale 0"):
-        load_nsp_tokens(tmp_path / "range.npz")
-    tok = load_nsp_tokens(tokens_path)
+        TokensFile.read(tmp_path / "range.npz")
+    tok = TokensFile.read(tokens_path)
     with pytest.raises(InputError, match="longer than --dt 12"):
-        make_pairs(tok, 12)
+        tok.pairs(12)
     other = tmp_path / "other.eqx"
     other.write_bytes(b"a different checkpoint")
     cfg = config(tokens_path, tmp_path / "run", vqvae_checkpoint=str(other))
@@ -130,7 +159,7 @@ def test_learns_the_rule_logs_per_scale_and_leaves_final(tmp_path, tokens_path):
     assert header["meta"]["step"] == 120 and header["config"] == model_config(tokens_path).to_dict()
     assert model.config == model_config(tokens_path)
     # the frozen codebook is the tokens file's, untouched by training
-    np.testing.assert_array_equal(np.asarray(model.codebook), load_nsp_tokens(tokens_path).codebook)
+    np.testing.assert_array_equal(np.asarray(model.codebook), TokensFile.read(tokens_path).codebook)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tokens_path, caplog):
@@ -164,7 +193,7 @@ def test_cli_trains_and_writes_final(tmp_path, tokens_path):
 
 SCRIPT = r"""
 import json, sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {tests!r} + "/.."]  # test_nsp_trainer and the tests/ helpers
 import jax
 assert jax.device_count() == 4, jax.devices()
 from test_nsp_trainer import config, model_config

@@ -71,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
             f"max {info['recon_rel_l2_max']:.4f}"
         )
         return 0
-    arrays = save_tokens(tok, ds, args.output, progress=progress)
-    n, t = arrays["indices_flat"].shape
+    tokens = save_tokens(tok, ds, args.output, progress=progress)
+    n, t = tokens.indices.shape
     print(
         f"wrote {args.output}: {n} fields x {t} tokens, unified vocabulary "
-        f"{arrays['codebook'].shape[0]}, scales {arrays['scales'].tolist()}"
+        f"{tokens.vocab_size}, scales {list(tokens.scales)}"
     )
     return 0

@@ -57,7 +57,12 @@ def register(sub) -> argparse.ArgumentParser:
         action="store_true",
         help="train every trainable scale in one forward pass (default: one drawn scale per step)",
     )
-    p.add_argument("--val_fraction", type=float, default=0.1, help="validation trajectories")
+    p.add_argument(
+        "--val_fraction",
+        type=float,
+        default=0.1,
+        help="validation share, for tokens files that record no split (default 0.1)",
+    )
     p.add_argument("--checkpoint_dir", default="runs/nsp", help="run folder (default runs/nsp)")
     p.add_argument("--save_every", type=int, help="checkpoint period in steps (default 500)")
     p.add_argument("--val_every", type=int, help="validation period in steps (default 500)")
@@ -107,9 +112,10 @@ def resolve_configs(args: argparse.Namespace, tokens):
 
 
 def run(args: argparse.Namespace) -> int:
-    from vqturb.training.nsp_trainer import load_nsp_tokens, train_nsp
+    from vqturb.data.tokens_file import TokensFile
+    from vqturb.training.nsp_trainer import train_nsp
 
-    tokens = load_nsp_tokens(args.tokens_path)
+    tokens = TokensFile.read(args.tokens_path)
     model_cfg, train_cfg = resolve_configs(args, tokens)
     result = train_nsp(model_cfg, train_cfg, tokens)
     print(f"final model: {result.final_path}")

@@ -138,7 +138,7 @@ def benchmark_rollout(
     import jax.numpy as jnp
     import jax.random as jr
 
-    from vqturb.evaluation.heldout import TokenSet, load_tokens
+    from vqturb.data.tokens_file import TokensFile
     from vqturb.evaluation.rollout import vqvae_decoder
     from vqturb.models.nsp_sampling import rollout
     from vqturb.physics import solver
@@ -156,7 +156,7 @@ def benchmark_rollout(
     if all(given):
         from vqturb.training import checkpoint
 
-        tokens = load_tokens(tokens_path)
+        tokens = TokensFile.read(tokens_path)
         nsp, _ = checkpoint.load_model(nsp_checkpoint, kind="nsp")
         vq, vq_header = checkpoint.load_model(vqvae_checkpoint, kind="vqvae")
         res = int(vq_header["config"].get("resolution", 0)) or None
@@ -170,18 +170,14 @@ def benchmark_rollout(
         vq, res, nsp, layout, u2o, vq_cfg, nsp_cfg = _synthetic_models(
             preset, resolution, None, seed
         )
-        tokens = TokenSet(
-            path="<synthetic>",
+        tokens = TokensFile(
             indices=np.zeros((0, sum(s * s for s in layout["scales"])), np.int32),
-            scales=tuple(layout["scales"]),
-            scale_offsets=tuple(layout["scale_offsets"]),
-            scale_vocab_sizes=tuple(layout["scale_vocab_sizes"]),
+            codebook=np.asarray(nsp.codebook),
             unified_to_original=u2o,
             trajectory_id=np.zeros(0, np.int64),
             time_index=np.zeros(0, np.int64),
-            norm_mean=0.0,
-            norm_std=1.0,
-            checkpoint_sha256=None,
+            path="<synthetic>",
+            **layout,
         )
         t0 = _random_rows(layout, batch, rng)
         source = f"untrained, preset {preset}"

@@ -5,7 +5,7 @@ lists), so the results go straight into ``metrics.json`` and the report.
 
 Array conventions:
 - token rows ``[..., T]`` hold unified token ids, scale by scale, row-major inside a scale
-  (CONTRACTS.md, tokens file): scale ``k`` of side ``s_k`` owns the positions
+  (:mod:`vqturb.data.tokens_file`): scale ``k`` of side ``s_k`` owns the positions
   ``[Σ_{j<k} s_j², Σ_{j≤k} s_j²)`` and the unified id range ``[offset_k, offset_k + vocab_k)``;
 - rollout fields ``[samples, time, H, W]`` in physical units (de-normalised vorticity), with
   ``time = 0`` the starting frame t0.
@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 
+from vqturb.data.tokens_file import scale_positions
 from vqturb.physics import stats
 
 
@@ -34,15 +35,6 @@ def _list(x) -> list:
 
 
 # ----------------------------------------------------------------------------- tokens
-
-
-def scale_positions(scales: Sequence[int]) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` token positions of each scale in a row (side lengths ``scales``)."""
-    out, start = [], 0
-    for s in scales:
-        out.append((start, start + int(s) ** 2))
-        start += int(s) ** 2
-    return out
 
 
 def token_histograms(

@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from vqturb.evaluation import metrics as M
-from vqturb.evaluation.heldout import TokenSet
+from vqturb.data.tokens_file import TokensFile
 from vqturb.utils.progress import Progress
 
 
@@ -71,20 +70,17 @@ def rollout_tokens(
 
 
 def vqvae_decoder(
-    vqvae: Any, tokens: TokenSet, *, batch_size: int = 16
+    vqvae: Any, tokens: TokensFile, *, batch_size: int = 16
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``decode(rows [N, T]) -> fields [N, H, W]`` in physical units, through ``vqvae``.
 
-    Unified ids are mapped back to codebook indices per scale (``unified_to_original``), reshaped
-    to each scale's ``s × s`` grid and decoded with ``vqvae.decode_indices`` (jitted, in batches of
-    ``batch_size``; the last batch is padded so that one compiled shape serves every call), then
-    de-normalised with the tokens file's statistics.
+    Unified ids are mapped back to codebook indices per scale (:meth:`TokensFile.codes`) and
+    decoded with ``vqvae.decode_indices`` (jitted, in batches of ``batch_size``; the last batch is
+    padded so that one compiled shape serves every call), then de-normalised with the tokens
+    file's statistics.
     """
     import equinox as eqx
     import jax.numpy as jnp
-
-    u2o = np.asarray(tokens.unified_to_original)
-    pos = M.scale_positions(tokens.scales)
 
     @eqx.filter_jit
     def _dec(model, idx):
@@ -100,11 +96,7 @@ def vqvae_decoder(
             n = b.shape[0]
             if n < batch_size:
                 b = np.concatenate([b, np.repeat(b[-1:], batch_size - n, axis=0)])
-            orig = u2o[b]
-            idx = tuple(
-                jnp.asarray(orig[:, a:e].reshape(batch_size, s, s))
-                for (a, e), s in zip(pos, tokens.scales, strict=True)
-            )
+            idx = tuple(jnp.asarray(c) for c in tokens.codes(b))
             outs.append(np.asarray(_dec(vqvae, idx), np.float32)[:n])
         x = np.concatenate(outs) if outs else np.zeros((0, 1, 1), np.float32)
         x = x * np.float32(tokens.norm_std) + np.float32(tokens.norm_mean)

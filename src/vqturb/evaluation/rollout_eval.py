@@ -3,8 +3,9 @@
 Pipeline of :func:`evaluate_nsp` (the library function behind ``vqturb eval-nsp``):
 
 1. load the tokens file, the NSP model and the VQ-VAE (checked against each other);
-2. pick ``n_samples`` starting frames from the *test* split, by trajectory (the same seeded split
-   as ``Dataset.split``, so the model never saw these trajectories in training);
+2. pick ``n_samples`` starting frames from the tokens file's *test* rows, by trajectory (the one
+   split rule of :mod:`vqturb.data.splits`, the same the VQ-VAE and NSP runs used, so neither
+   model saw these trajectories in training);
 3. roll out all samples at once, each frame generated from the previous one (batched, jitted,
    ``lax.scan`` in chunks so that a progress bar can show frames done);
 4. decode generated and ground-truth tokens through the VQ-VAE (jitted, batched) and read the raw
@@ -21,20 +22,14 @@ numbers only. Steps 1-2 live in :mod:`vqturb.evaluation.heldout`, 3-4 in
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
+from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
-from vqturb.evaluation.heldout import (
-    choose_starts,
-    ground_truth_windows,
-    heldout_frames,
-    load_tokens,
-)
+from vqturb.evaluation.heldout import choose_starts, ground_truth_windows, heldout_frames
 from vqturb.evaluation.rollout import rollout_tokens, vqvae_decoder
 from vqturb.evaluation.rollout_report import evaluate_rollouts
-from vqturb.utils.fileio import file_sha256
 
 
 def evaluate_nsp(
@@ -97,16 +92,8 @@ def evaluate_nsp(
         raise InputError(None, "--top_k", f"{top_k}", "a positive integer")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise InputError(None, "--top_p", f"{top_p}", "a number in (0, 1]")
-    tokens = load_tokens(tokens_path)
-    vq_sha = file_sha256(vqvae_checkpoint) if Path(vqvae_checkpoint).is_file() else None
-    if tokens.checkpoint_sha256 and vq_sha and tokens.checkpoint_sha256 != vq_sha:
-        raise InputError(
-            tokens_path,
-            "checkpoint_sha256",
-            f"tokens were made by a checkpoint with sha256 {tokens.checkpoint_sha256[:12]}…, "
-            f"{vqvae_checkpoint} has {vq_sha[:12]}…",
-            "the VQ-VAE checkpoint that produced the tokens file",
-        )
+    tokens = TokensFile.read(tokens_path)
+    tokens.check_checkpoint(vqvae_checkpoint)
     nsp, nsp_header = checkpoint.load_model(nsp_checkpoint, kind="nsp")
     cfg = nsp.config
     for name in ("scales", "scale_offsets", "scale_vocab_sizes"):

@@ -12,7 +12,8 @@ Two modes (``vqturb.models.nsp``):
   scales* of each scale's mean cross-entropy, i.e. the expectation of the SPEC-mode loss, so the
   two modes optimise the same objective and their curves are comparable.
 
-Pairs never cross a trajectory; the validation split is by trajectory.
+Pairs never cross a trajectory; training and validation pairs lie inside the tokens file's train
+and val rows (one split rule, :mod:`vqturb.data.splits`); its test rows are never trained on.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 import optax
 
 from vqturb.data.sharding import make_mesh, replicate, shard_batch
-from vqturb.data.tokens_file import read_tokens_file
+from vqturb.data.splits import SplitRule
+from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
 from vqturb.models.nsp import (
     NextScalePredictor,
@@ -51,159 +53,12 @@ from vqturb.training.common import (
     state_path_for,
 )
 from vqturb.training.metrics import MetricLogger
-from vqturb.utils.fileio import atomic_save_npz, atomic_write_json, file_sha256
+from vqturb.utils.fileio import atomic_write_json
 from vqturb.utils.progress import Progress
 
-# Tokens-file fields NSP training needs (CONTRACTS.md, "Tokens file").
-REQUIRED_FIELDS = (
-    "indices_flat",
-    "codebook",
-    "scales",
-    "scale_offsets",
-    "scale_vocab_sizes",
-    "trajectory_id",
-    "time_index",
-    "checkpoint_sha256",
-)
-
-
 # --------------------------------------------------------------------------------------------
-# Tokens file and pairs
+# Batches of pairs (the tokens file, its pairs and split: vqturb.data.tokens_file)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NSPTokens:
-    """The parts of a tokens file that NSP training uses (validated by :func:`load_nsp_tokens`)."""
-
-    path: str  # where it was read from (for error messages)
-    indices: np.ndarray  # [N, T] int32 unified token ids, scale by scale, row-major in a scale
-    codebook: np.ndarray  # [V, D] float32 unified codebook (frozen embedding of the model)
-    scales: tuple[int, ...]  # side length of each scale
-    scale_offsets: tuple[int, ...]  # first unified id of each scale
-    scale_vocab_sizes: tuple[int, ...]  # ids per scale (1 = deterministic scale)
-    trajectory_id: np.ndarray  # [N] trajectory of each row
-    time_index: np.ndarray  # [N] time index of each row inside its trajectory
-    checkpoint_sha256: str  # SHA-256 of the VQ-VAE checkpoint that made the tokens
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """What :meth:`NSPConfig.from_tokens` reads."""
-        return {
-            "scales": self.scales,
-            "scale_offsets": self.scale_offsets,
-            "scale_vocab_sizes": self.scale_vocab_sizes,
-            "codebook": self.codebook,
-        }
-
-
-def load_nsp_tokens(path: str | Path) -> NSPTokens:
-    """Read and check a tokens file; every problem is an :class:`InputError` naming the field."""
-    path = Path(path)
-    a = read_tokens_file(path, REQUIRED_FIELDS)
-    scales = tuple(int(s) for s in a["scales"].ravel())
-    offsets = tuple(int(s) for s in a["scale_offsets"].ravel())
-    sizes = tuple(int(s) for s in a["scale_vocab_sizes"].ravel())
-    if not (len(scales) == len(offsets) == len(sizes)) or not scales:
-        raise InputError(
-            path, "scales/scale_offsets/scale_vocab_sizes", f"lengths {len(scales)}, {len(offsets)}, {len(sizes)}",
-            "one entry per scale in each",
-        )  # fmt: skip
-    idx, cb = a["indices_flat"], a["codebook"]
-    n_tok = sum(s * s for s in scales)
-    if idx.ndim != 2 or idx.shape[1] != n_tok:
-        raise InputError(
-            path, "indices_flat", f"shape {idx.shape}", f"[N, {n_tok}] for scales {scales}"
-        )
-    vocab = max(o + v for o, v in zip(offsets, sizes, strict=True))
-    if cb.ndim != 2 or cb.shape[0] < vocab:
-        raise InputError(
-            path, "codebook", f"shape {cb.shape}", f"[>= {vocab}, D] (the unified vocabulary)"
-        )
-    if not (idx.shape[0] == a["trajectory_id"].size == a["time_index"].size):
-        raise InputError(
-            path, "trajectory_id/time_index", f"{a['trajectory_id'].size}/{a['time_index'].size} entries",
-            f"one per row of indices_flat ({idx.shape[0]})",
-        )  # fmt: skip
-    off = 0
-    for j, (s, o, v) in enumerate(zip(scales, offsets, sizes, strict=True)):
-        block = idx[:, off : off + s * s]
-        off += s * s
-        if block.size and (block.min() < o or block.max() >= o + v):
-            raise InputError(
-                path, f"indices_flat scale {j}", f"ids in [{block.min()}, {block.max()}]",
-                f"ids in scale {j}'s range [{o}, {o + v})",
-            )  # fmt: skip
-    return NSPTokens(
-        path=str(path),
-        indices=idx.astype(np.int32),
-        codebook=cb[:vocab].astype(np.float32),
-        scales=scales,
-        scale_offsets=offsets,
-        scale_vocab_sizes=sizes,
-        trajectory_id=a["trajectory_id"].astype(np.int64).ravel(),
-        time_index=a["time_index"].astype(np.int64).ravel(),
-        checkpoint_sha256=str(a["checkpoint_sha256"]),
-    )
-
-
-def check_tokens_checkpoint(tokens: NSPTokens, vqvae_checkpoint: str | Path) -> str:
-    """The tokens must come from ``vqvae_checkpoint`` (SHA-256 match); returns the hash."""
-    p = Path(vqvae_checkpoint)
-    if not p.is_file():
-        raise InputError(
-            p, "--vqvae_checkpoint", "no such file", "the VQ-VAE checkpoint that made the tokens"
-        )
-    sha = file_sha256(p)
-    if tokens.checkpoint_sha256 != sha:
-        raise InputError(
-            tokens.path, "checkpoint_sha256",
-            f"tokens were made by a checkpoint with sha256 {tokens.checkpoint_sha256[:12]}..., "
-            f"{p} has {sha[:12]}...",
-            "the VQ-VAE checkpoint given by --vqvae_checkpoint",
-        )  # fmt: skip
-    return sha
-
-
-def make_pairs(tokens: NSPTokens, dt: int) -> np.ndarray:
-    """Row pairs ``[P, 2]`` (row of t, row of t + dt) inside each trajectory, by ``time_index``.
-
-    Raises:
-        InputError: ``dt < 1``, or a trajectory spanning no more than ``dt`` time steps (it would
-            give no pair).
-    """
-    if dt < 1:
-        raise InputError(None, "--dt", f"{dt}", "a pair spacing of at least 1")
-    out = []
-    for tr in np.unique(tokens.trajectory_id):
-        rows = np.flatnonzero(tokens.trajectory_id == tr)
-        times = tokens.time_index[rows]
-        if times.size <= dt or times.max() - times.min() < dt:
-            raise InputError(
-                tokens.path, f"trajectory {tr}", f"{times.size} snapshots (time indices {times.min()}..{times.max()})",
-                f"trajectories longer than --dt {dt}",
-            )  # fmt: skip
-        row_of = dict(zip(times.tolist(), rows.tolist(), strict=True))
-        for t, r in sorted(row_of.items()):
-            if t + dt in row_of:
-                out.append((r, row_of[t + dt]))
-    return np.asarray(out, np.int64).reshape(-1, 2)
-
-
-def split_pairs(
-    tokens: NSPTokens, pairs: np.ndarray, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Split pairs by trajectory: ``round(val_fraction * n_traj)`` whole trajectories (at least one
-    when there are two or more and ``val_fraction > 0``) go to validation."""
-    trajs = np.unique(tokens.trajectory_id)
-    n_val = int(round(val_fraction * len(trajs)))
-    if val_fraction > 0 and len(trajs) >= 2:
-        n_val = min(max(n_val, 1), len(trajs) - 1)
-    else:
-        n_val = 0
-    val_trajs = sorted(np.random.default_rng(seed).permutation(trajs)[:n_val].tolist())
-    is_val = np.isin(tokens.trajectory_id[pairs[:, 0]], val_trajs)
-    return pairs[~is_val], pairs[is_val], [int(t) for t in val_trajs]
 
 
 class PairBatches:
@@ -349,10 +204,10 @@ class NSPTrainConfig:
     weight_decay: float = 0.0  # decoupled weight decay (lion, adamw)
     warmup_steps: int = 0  # linear learning-rate warm-up
     grad_clip: float | None = 1.0  # global gradient-norm clip
-    seed: int = 0  # model init, split, batch order, scale draws
+    seed: int = 0  # model init, batch order, scale draws (and the split of files without one)
     dt: int = 1  # pair spacing in time_index units: (t, t + dt)
     all_scales: bool = False  # train every trainable scale per step (else one drawn scale)
-    val_fraction: float = 0.1  # share of trajectories held out for validation
+    val_fraction: float = 0.1  # validation share, for tokens files that record no split
     val_pairs: int = 256  # validation pairs evaluated (from the validation trajectories)
     max_steps: int | None = None  # stop after this many steps (overrides epochs when smaller)
     save_every: int = 500  # checkpoint period in steps
@@ -396,7 +251,7 @@ def _shard(batch: tuple[np.ndarray, np.ndarray], mesh) -> tuple[jax.Array, jax.A
 
 
 def evaluate(
-    model: NextScalePredictor, tokens: NSPTokens, pairs: np.ndarray, batch_size: int, mesh
+    model: NextScalePredictor, tokens: TokensFile, pairs: np.ndarray, batch_size: int, mesh
 ) -> dict:
     """Per-scale validation cross-entropy/accuracy over ``pairs`` (whole batches, in order)."""
     cfg = model.config
@@ -420,7 +275,7 @@ def evaluate(
 
 
 def train_nsp(
-    model_cfg: NSPConfig, cfg: NSPTrainConfig, tokens: NSPTokens | None = None
+    model_cfg: NSPConfig, cfg: NSPTrainConfig, tokens: TokensFile | None = None
 ) -> NSPTrainResult:
     """Train a next-scale predictor on the pairs of ``cfg.tokens_path``.
 
@@ -430,8 +285,8 @@ def train_nsp(
     ``final.eqx`` (kind ``"nsp"``, loadable by ``checkpoint.load_model``).
     """
     run_dir = Path(cfg.checkpoint_dir)
-    tokens = load_nsp_tokens(cfg.tokens_path) if tokens is None else tokens
-    vq_sha = check_tokens_checkpoint(tokens, cfg.vqvae_checkpoint) if cfg.vqvae_checkpoint else None
+    tokens = TokensFile.read(cfg.tokens_path) if tokens is None else tokens
+    vq_sha = tokens.check_checkpoint(cfg.vqvae_checkpoint) if cfg.vqvae_checkpoint else None
     for f in ("scales", "scale_offsets", "scale_vocab_sizes"):
         if getattr(model_cfg, f) != getattr(tokens, f):
             raise InputError(
@@ -447,8 +302,14 @@ def train_nsp(
             f"{tokens.scale_vocab_sizes}",
             "at least one scale with more than one token",
         )
-    pairs = make_pairs(tokens, cfg.dt)
-    train_pairs, val_pairs, val_trajs = split_pairs(tokens, pairs, cfg.val_fraction, cfg.seed)
+    # the tokens file's split (the VQ-VAE run's); files without one: the same rule over their
+    # trajectory ids with --val_fraction and --seed. Test rows are never trained on (eval-nsp
+    # starts its rollouts there).
+    split_rule = tokens.effective_split_rule(
+        SplitRule(val_fraction=cfg.val_fraction, seed=cfg.seed)
+    )
+    train_pairs, val_pairs, _ = tokens.split_pairs(cfg.dt, split_rule)
+    val_trajs = sorted({int(t) for t in tokens.trajectory_id[val_pairs[:, 0]]})
     val_pairs = val_pairs[: cfg.val_pairs]
     if len(train_pairs) < cfg.batch_size:
         raise InputError(
@@ -497,7 +358,7 @@ def train_nsp(
         "dt": cfg.dt,
         "all_scales": cfg.all_scales,
         "val_trajectories": val_trajs,
-        "split_seed": cfg.seed,
+        "split": split_rule.to_dict(),
     }
     n_params = count_parameters(model)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -596,68 +457,3 @@ def train_nsp(
         run_dir, total_steps, model, kind="nsp", config=model_cfg.to_dict(), meta=meta
     )
     return NSPTrainResult(final, total_steps, last_metrics, val_metrics, history)
-
-
-# --------------------------------------------------------------------------------------------
-# Synthetic tokens (tests, benchmarks, demos without a VQ-VAE)
-# --------------------------------------------------------------------------------------------
-
-
-def synthetic_tokens(
-    *,
-    scales: tuple[int, ...] = (1, 2, 4),
-    scale_vocab_sizes: tuple[int, ...] = (1, 4, 8),
-    codebook_dim: int = 8,
-    n_traj: int = 4,
-    n_steps: int = 12,
-    checkpoint_sha256: str = "0" * 64,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Arrays of a tokens file with known dynamics: the local id of position p of scale k at time t
-    is ``(phase + t + pattern_k[p]) mod vocab_k``, a fixed random spatial pattern shifted by a
-    random per-trajectory phase that advances by one every step. So ``local(t+1) = local(t) + 1``:
-    p(t1 | t0) is deterministic, and a small model learns it in a few hundred steps (it needs the
-    phase, readable from any t0 token, plus the pattern, a function of position)."""
-    rng = np.random.default_rng(seed)
-    offsets = np.concatenate([[0], np.cumsum(scale_vocab_sizes)[:-1]]).astype(np.int64)
-    vocab = int(np.sum(scale_vocab_sizes))
-    rows, traj, tim = [], [], []
-    pattern = [rng.integers(0, v, s * s) for s, v in zip(scales, scale_vocab_sizes, strict=True)]
-    for tr in range(n_traj):
-        phase = rng.integers(0, max(scale_vocab_sizes))
-        local = [phase + pat for pat in pattern]
-        for t in range(n_steps):
-            rows.append(
-                np.concatenate(
-                    [
-                        o + (loc + t) % v
-                        for loc, o, v in zip(local, offsets, scale_vocab_sizes, strict=True)
-                    ]
-                )
-            )
-            traj.append(tr)
-            tim.append(t)
-    idx = np.stack(rows).astype(np.int32)
-    codebook = rng.standard_normal((vocab, codebook_dim)).astype(np.float32)
-    unified_to_scale = np.repeat(np.arange(len(scales)), scale_vocab_sizes)
-    return {
-        "indices_flat": idx,
-        "vectors_flat": codebook[idx],
-        "codebook": codebook,
-        "scale_offsets": offsets,
-        "scale_vocab_sizes": np.asarray(scale_vocab_sizes, np.int64),
-        "unified_to_scale": unified_to_scale,
-        "unified_to_original": np.arange(vocab) - offsets[unified_to_scale],
-        "scales": np.asarray(scales, np.int64),
-        "trajectory_id": np.asarray(traj, np.int64),
-        "time_index": np.asarray(tim, np.int64),
-        "norm_mean": np.float64(0.0),
-        "norm_std": np.float64(1.0),
-        "checkpoint_sha256": np.str_(checkpoint_sha256),
-    }
-
-
-def write_synthetic_tokens(path: str | Path, **kwargs: Any) -> Path:
-    """Write :func:`synthetic_tokens` to ``path`` (atomically); returns the path."""
-    atomic_save_npz(path, **synthetic_tokens(**kwargs))
-    return Path(path)
