@@ -154,29 +154,30 @@ def test_bad_time_variable(tmp_path):
 
 
 def test_v5_fast_path_agrees_with_scipy_and_defers_when_unsure(tmp_path, rng):
-    from vqturb.data.readers import _read_mat_scipy, _read_v5_fast
+    from vqturb.data.mat import _read_mat_scipy
+    from vqturb.data.mat_v5 import read_v5
 
     a = rng.standard_normal((6, 9))
     p = tmp_path / "f.mat"
     scipy.io.savemat(p, {"x": np.ones((2, 2)), "Omega": a, "time": 2.0, "abc": np.ones(1)})
-    fast = _read_v5_fast(p, "Omega")
+    fast = read_v5(p, "Omega")
     assert fast is not None and fast.flags.f_contiguous  # MATLAB order; read_field copies to C
     assert read_field(p).flags.c_contiguous
     np.testing.assert_array_equal(fast, _read_mat_scipy(p, "Omega"))
     np.testing.assert_array_equal(fast, a)
-    assert _read_v5_fast(p, "abc") is not None  # 4-char name: packed "small data element"
+    assert read_v5(p, "abc") is not None  # 4-char name: packed "small data element"
     assert read_time(p) == 2.0
     # compressed (MATLAB's default): read directly too, skipping the variables before it
     scipy.io.savemat(p, {"x": np.ones((9, 9)), "Omega": a, "time": 4.0}, do_compression=True)
-    np.testing.assert_array_equal(_read_v5_fast(p, "Omega"), a)
+    np.testing.assert_array_equal(read_v5(p, "Omega"), a)
     assert read_time(p) == 4.0
-    assert _read_v5_fast(p, "missing") is None
+    assert read_v5(p, "missing") is None
     # integer-stored, complex and missing variables: scipy decides
     scipy.io.savemat(p, {"Omega": np.ones((3, 3), dtype=np.int16)})
-    assert _read_v5_fast(p, "Omega") is None
+    assert read_v5(p, "Omega") is None
     scipy.io.savemat(p, {"Omega": a + 1j})
-    assert _read_v5_fast(p, "Omega") is None
-    assert _read_v5_fast(p, "missing") is None
+    assert read_v5(p, "Omega") is None
+    assert read_v5(p, "missing") is None
 
 
 def test_field_info_refuses_what_read_field_refuses_v73(tmp_path):

@@ -130,7 +130,7 @@ def run_rd_benchmark(
 ) -> tuple[dict, dict[str, Path]]:
     """Run the whole benchmark and write ``rd.json``, ``rd.md``, ``rd.png``."""
     from vqturb.data import open_dataset
-    from vqturb.data.dataset import Subset
+    from vqturb.data.store import Subset
     from vqturb.tokenizer import VQVAETokenizer
 
     tok = VQVAETokenizer(checkpoint, batch_size=batch_size)

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from vqturb.data.dataset import Index, Normalization, Subset
+from vqturb.data.normalization import Normalization
+from vqturb.data.store import Index, Subset
 from vqturb.errors import InputError
 
 # Stop index for an "infinite" iteration; grain's MapDataset.range needs an end.
@@ -130,8 +131,9 @@ class _ScheduledLoader:
     @property
     def fingerprint(self) -> str:
         """A short hash of everything that decides the batch order (seed, batch size, flags,
-        the subset's snapshots and trajectory names). Store it with a checkpoint: the same
-        fingerprint on resume means batches from the saved step on are the uninterrupted ones."""
+        the subset's snapshots and trajectory names), for a checkpoint to record (the trainers do
+        not yet): the same fingerprint on resume means batches from the saved step on are the
+        uninterrupted ones."""
         return _fingerprint(type(self).__name__, self.subset, self._schedule, self._extra)
 
     def indices_at(self, step: Index) -> np.ndarray:
