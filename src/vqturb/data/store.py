@@ -303,7 +303,8 @@ class Dataset:
         return Subset(self, _refs_of(self, range(self.n_trajectories)), name="all")
 
     def split(self, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0) -> Splits:
-        """Split into train / val / test.
+        """Split into train / val / test with :class:`~vqturb.data.splits.SplitRule`, the rule
+        every stage uses (the tokenizer records it per row, the NSP trainer and eval-nsp read it).
 
         With several trajectories the split is by whole trajectory (a seeded permutation, so
         it is the same on every run and machine): no trajectory contributes to two subsets, so
