@@ -17,7 +17,7 @@ The two variants of each row run back to back, ``--repeats`` times each, and the
 ratio are printed (one JSON line per row on stdout, a table on stderr). GFLOP/s counts a layer's
 nominal multiply-adds (for ``upsample``, those of the conv on the fine grid, so the sub-pixel form
 can exceed the machine's matmul rate). The figures quoted in
-``vqturb/models/layers.py`` come from this script.
+``vqturb/models/conv_cpu_grad.py`` and ``vqturb/models/norm.py`` come from this script.
 
     .venv/bin/python benchmarks/bench_conv_grad.py [--batch 4] [--repeats 5] [--quick]
 """
@@ -35,8 +35,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
-from vqturb.models import layers
-from vqturb.models.layers import Conv2d, GroupNorm, conv_pair, upsample_nearest2x
+from vqturb.models import conv, conv_cpu_grad
+from vqturb.models.conv import Conv2d, conv_pair, upsample_nearest2x
+from vqturb.models.norm import GroupNorm
 
 # (kind, size, cin, cout, stride): the SPEC default trunk at 256² (downsample-first layout)
 SPEC_ROWS = [
@@ -120,14 +121,14 @@ def variants(kind: str, batch: int, size: int, cin: int, cout: int, stride: int)
     gflop = 2 * batch * out**2 * 9 * cin * cout / 1e9
     return (
         (xp, conv.weight),
-        lambda xp, w: jnp.sum(layers._valid_conv_xla(xp, w, stride) ** 2),
-        lambda xp, w: jnp.sum(layers._valid_conv(xp, w, stride) ** 2),
+        lambda xp, w: jnp.sum(conv_cpu_grad.valid_conv_xla(xp, w, stride) ** 2),
+        lambda xp, w: jnp.sum(conv._valid_conv(xp, w, stride) ** 2),
         gflop,
     )
 
 
 def _xla_conv(x, w, stride):
-    return layers._valid_conv_xla(layers._pad(x, 1, "circular"), w, stride)
+    return conv_cpu_grad.valid_conv_xla(conv._pad(x, 1, "circular"), w, stride)
 
 
 def eqx_replace_weight(conv: Conv2d, w) -> Conv2d:

@@ -1,4 +1,4 @@
-"""Conv layout benchmark: batched NHWC ``vqturb.models.layers.Conv2d`` vs vmapped ``eqx.nn.Conv2d``.
+"""Conv layout benchmark: batched NHWC ``vqturb.models.conv.Conv2d`` vs vmapped ``eqx.nn.Conv2d``.
 
 The same small encoder-decoder trunk (conv_in, per stage a residual pair of 3×3 convs and a
 stride-2 conv; the mirror with nearest ×2 upsampling; no norm so only the conv layout differs) is
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 
-from vqturb.models.layers import Conv2d, upsample_nearest2x
+from vqturb.models.conv import Conv2d, upsample_nearest2x
 
 
 class EqxTrunk(eqx.Module):

@@ -7,15 +7,10 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from vqturb.models import layers
-from vqturb.models.layers import (
-    AttentionBlock2d,
-    Conv2d,
-    GroupNorm,
-    ResBlock2d,
-    conv_pair,
-    upsample_nearest2x,
-)
+from vqturb.models import conv_cpu_grad
+from vqturb.models.blocks import AttentionBlock2d, ResBlock2d
+from vqturb.models.conv import Conv2d, conv_pair, upsample_nearest2x
+from vqturb.models.norm import GroupNorm
 
 
 def periodic_conv_reference(x, w, b, stride):
@@ -60,9 +55,9 @@ def test_zero_padded_conv_matches_eqx_conv(rng, stride):
 
 
 def force_tap_weight_grad(monkeypatch):
-    monkeypatch.setattr(layers, "_TAP_GRAD_MIN_CHANNELS", 1)
-    monkeypatch.setattr(layers, "_TAP_GRAD_MIN_ROWS", 1)
-    monkeypatch.setattr(layers, "_TAP_GRAD_CHUNK_ROWS", 7)  # several chunks, uneven split
+    monkeypatch.setattr(conv_cpu_grad, "_TAP_GRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv_cpu_grad, "_TAP_GRAD_MIN_ROWS", 1)
+    monkeypatch.setattr(conv_cpu_grad, "_TAP_GRAD_CHUNK_ROWS", 7)  # several chunks, uneven split
 
 
 @pytest.mark.parametrize("tap", [True, False])
@@ -75,14 +70,16 @@ def test_cpu_gradients_match_xla_gradients(rng, monkeypatch, tap, kernel, stride
     force_tap_weight_grad(monkeypatch)
     xp = jnp.asarray(rng.standard_normal((2, size, size + 1, 3)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((kernel, kernel, 3, 4)), jnp.float32)
-    g = jnp.asarray(rng.standard_normal(layers._valid_conv_xla(xp, w, stride).shape), jnp.float32)
+    g = jnp.asarray(
+        rng.standard_normal(conv_cpu_grad.valid_conv_xla(xp, w, stride).shape), jnp.float32
+    )
 
     def loss(w, xp, fn):
         return jnp.sum(fn(xp, w) * g)
 
     grads = jax.grad(loss, argnums=(0, 1))
-    dw_cpu, dx_cpu = grads(w, xp, lambda xp, w: layers._valid_conv_cpu(xp, w, stride, tap))
-    dw_xla, dx_xla = grads(w, xp, lambda xp, w: layers._valid_conv_xla(xp, w, stride))
+    dw_cpu, dx_cpu = grads(w, xp, lambda xp, w: conv_cpu_grad.valid_conv_cpu(xp, w, stride, tap))
+    dw_xla, dx_xla = grads(w, xp, lambda xp, w: conv_cpu_grad.valid_conv_xla(xp, w, stride))
     np.testing.assert_allclose(dw_cpu, dw_xla, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx_cpu, dx_xla, rtol=1e-5, atol=1e-5)
 
@@ -107,8 +104,8 @@ def test_conv_takes_cpu_gradient_path_with_same_gradients(rng, monkeypatch, padd
 def test_tap_weight_gradient_bf16_accumulates_in_float32(rng):
     xp = jnp.asarray(rng.standard_normal((4, 18, 18, 8)), jnp.float32)
     dy = jnp.asarray(rng.standard_normal((4, 16, 16, 8)), jnp.float32)
-    exact = layers._tap_weight_grad(xp, dy, 3, 1)
-    low = layers._tap_weight_grad(xp.astype(jnp.bfloat16), dy.astype(jnp.bfloat16), 3, 1)
+    exact = conv_cpu_grad._tap_weight_grad(xp, dy, 3, 1)
+    low = conv_cpu_grad._tap_weight_grad(xp.astype(jnp.bfloat16), dy.astype(jnp.bfloat16), 3, 1)
     assert low.dtype == jnp.float32
     # Only the bf16 rounding of the inputs (2^-8 relative) remains, not a bf16 running sum.
     assert float(jnp.linalg.norm(low - exact) / jnp.linalg.norm(exact)) < 1e-2
@@ -116,9 +113,9 @@ def test_tap_weight_gradient_bf16_accumulates_in_float32(rng):
 
 def test_tap_weight_gradient_thresholds():
     cpu = jax.default_backend() == "cpu"
-    assert layers._use_tap_weight_grad(4 * 128 * 128, 128, 128) == cpu
-    assert not layers._use_tap_weight_grad(8 * 64 * 64, 32, 32)  # narrow: XLA's kernel wins
-    assert not layers._use_tap_weight_grad(4 * 32 * 32, 512, 512)  # small grid: XLA's wins
+    assert conv_cpu_grad.use_tap_weight_grad(4 * 128 * 128, 128, 128) == cpu
+    assert not conv_cpu_grad.use_tap_weight_grad(8 * 64 * 64, 32, 32)  # narrow: XLA's kernel wins
+    assert not conv_cpu_grad.use_tap_weight_grad(4 * 32 * 32, 512, 512)  # small grid: XLA's wins
 
 
 @pytest.mark.parametrize("padding_mode", ["circular", "zeros"])

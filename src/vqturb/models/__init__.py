@@ -1,17 +1,20 @@
 """Equinox modules: conv trunk, quantizers, VQVAE2d, VARVQVAE2d, the NSP transformer. No I/O."""
 
 from vqturb.models.autoencoder import Decoder2d, Encoder2d
+from vqturb.models.blocks import AttentionBlock2d, ResBlock2d
 from vqturb.models.config import PRESETS, VQVAEConfig
-from vqturb.models.layers import AttentionBlock2d, Conv2d, GroupNorm, ResBlock2d
+from vqturb.models.conv import Conv2d
+from vqturb.models.interface import AbstractVQVAE
+from vqturb.models.norm import GroupNorm
 from vqturb.models.quantizer import MultiScaleQuantizer2d, Quantizer2d
 from vqturb.models.vqvae import (
+    AbstractEMAVQVAE,
     QuantOutput,
     VARVQVAE2d,
     VQVAE2d,
     build_model,
     ema_update,
     kmeans_init,
-    model_from_config_dict,
     trainable_spec,
 )
 
@@ -19,6 +22,8 @@ from vqturb.models.vqvae import (
 
 __all__ = [
     "PRESETS",
+    "AbstractEMAVQVAE",
+    "AbstractVQVAE",
     "AttentionBlock2d",
     "Conv2d",
     "Decoder2d",
@@ -34,6 +39,5 @@ __all__ = [
     "build_model",
     "ema_update",
     "kmeans_init",
-    "model_from_config_dict",
     "trainable_spec",
 ]

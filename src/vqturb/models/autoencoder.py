@@ -23,17 +23,11 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from vqturb.models.blocks import AttentionBlock2d, ResBlock2d
 from vqturb.models.config import VQVAEConfig
-from vqturb.models.layers import (
-    AttentionBlock2d,
-    Conv2d,
-    GroupNorm,
-    Identity,
-    ResBlock2d,
-    conv_pair,
-    make_norm,
-    split_key,
-)
+from vqturb.models.conv import Conv2d, conv_pair
+from vqturb.models.initializers import split_key
+from vqturb.models.norm import GroupNorm, Identity, make_norm
 
 
 def _apply_block(block: ResBlock2d, h: Array, remat: bool) -> Array:

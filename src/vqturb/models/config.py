@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vqturb.errors import InputError
+from vqturb.models.conv import PADDING_MODES
 
-PADDING_MODES = ("zeros", "circular")
 UPSAMPLE_MODES = ("bicubic", "bilinear", "nearest")
 
 # Named starting points; ``VQVAEConfig.preset(name, **overrides)`` (flags given by the user win).

@@ -29,7 +29,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from vqturb.models.layers import Conv2d, random_init, split_key
+from vqturb.models.conv import Conv2d
+from vqturb.models.initializers import random_init, split_key
 
 _HI = jax.lax.Precision.HIGHEST  # fp32 matmuls even where the backend defaults to TF32
 

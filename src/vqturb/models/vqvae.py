@@ -1,5 +1,10 @@
 """``VQVAE2d`` and ``VARVQVAE2d``, and the functions the trainer uses on them.
 
+Both are final subclasses of ``AbstractEMAVQVAE`` (Encoder2d → EMA-codebook quantizer →
+Decoder2d), itself an ``AbstractVQVAE`` (models/interface.py: what the tokenizer, codec and
+evaluation use). They differ only in the quantizer, behind ``quantize``, ``lookup``,
+``codebook_groups`` and ``with_quantizers``; everything else is written once.
+
 - ``build_model(cfg, *, key)``: VQVAE2d, or VARVQVAE2d when ``cfg.var_mode``.
 - ``model(x) -> (recon, out)``: ``out`` a ``QuantOutput`` (per-scale indices and quantized vectors,
   unweighted commitment loss, the quantized latent).
@@ -25,6 +30,8 @@ runs in the input's dtype (pass bfloat16 for mixed precision), the quantizer in 
 
 from __future__ import annotations
 
+import abc
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -34,12 +41,9 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 from vqturb.errors import InputError
 from vqturb.models.autoencoder import Decoder2d, Encoder2d
 from vqturb.models.config import VQVAEConfig
-from vqturb.models.layers import split_key
+from vqturb.models.initializers import split_key
+from vqturb.models.interface import AbstractVQVAE, FieldIn, FieldOut, Indices, IndicesIn
 from vqturb.models.quantizer import MultiScaleQuantizer2d, Quantizer2d
-
-FieldIn = Float[ArrayLike, "b H W"] | Float[ArrayLike, "b H W c"]
-FieldOut = Float[Array, "b H W"] | Float[Array, "b H W c"]
-IndicesIn = tuple[Int[ArrayLike, "b _s _t"], ...]
 
 
 class QuantOutput(eqx.Module):
@@ -94,7 +98,61 @@ def _commit(z_q: Float[Array, "b h w d"], z_e: Float[Array, "b h w d"]) -> Float
     return jnp.mean(jnp.square(z_e.astype(jnp.float32) - jax.lax.stop_gradient(z_q)))
 
 
-class VQVAE2d(eqx.Module):
+class AbstractEMAVQVAE(AbstractVQVAE):
+    """Encoder2d → a quantizer with EMA-learned codebooks → Decoder2d: what the trainer needs.
+
+    The two final models differ only in their quantizer; this class holds everything else once
+    (the forward pass, encode/decode, the codebooks by scale), and ``ema_update``,
+    ``kmeans_init`` and ``trainable_spec`` work on any subclass through ``codebook_groups`` and
+    ``with_quantizers``.
+    """
+
+    encoder: eqx.AbstractVar[Encoder2d]
+    decoder: eqx.AbstractVar[Decoder2d]
+    config: eqx.AbstractVar[VQVAEConfig]
+
+    @abc.abstractmethod
+    def embed(self, x: FieldIn) -> Float[Array, "b h w d"]:
+        """Encoder output z_e [b, H/f, W/f, D]."""
+
+    @abc.abstractmethod
+    def quantize(self, z_e: Float[Array, "b h w d"]) -> QuantOutput:
+        """Quantize an encoder output (indices, quantized vectors, commitment loss, z_q)."""
+
+    @abc.abstractmethod
+    def lookup(self, indices: IndicesIn) -> Float[Array, "b h w d"]:
+        """The quantized latent z_q for per-scale ``indices``."""
+
+    @abc.abstractmethod
+    def codebook_groups(self) -> tuple[tuple[Quantizer2d, tuple[int, ...]], ...]:
+        """(quantizer, the scale indices it quantizes) for every codebook of the model."""
+
+    @abc.abstractmethod
+    def with_quantizers(self, new: tuple[Quantizer2d, ...]) -> AbstractEMAVQVAE:
+        """The model with the quantizers of ``codebook_groups`` replaced by ``new``, in order."""
+
+    def __call__(self, x: FieldIn) -> tuple[FieldOut, QuantOutput]:
+        """Reconstruction (same shape and dtype as ``x``) and the quantizer output."""
+        z_e = self.embed(x)
+        out = self.quantize(z_e)
+        recon = self.decoder(_straight_through(out.z_q, z_e))
+        return _from_nhwc(recon, self.config), out
+
+    def encode(self, x: FieldIn) -> Indices:
+        """Per-scale code indices, [b, s, s] int32 for each s in ``scales``."""
+        return self.quantize(self.embed(x)).indices
+
+    def decode_indices(self, indices: IndicesIn) -> FieldOut:
+        """Field from per-scale indices; equals the training forward pass's reconstruction."""
+        return _from_nhwc(self.decoder(self.lookup(indices)), self.config)
+
+    def codebooks(self) -> tuple[Float[Array, "V D"], ...]:
+        """The codebook used at each scale (the same array repeated when shared)."""
+        by_scale = {k: q.codebook for q, ids in self.codebook_groups() for k in ids}
+        return tuple(by_scale[k] for k in range(len(self.scales)))
+
+
+class VQVAE2d(AbstractEMAVQVAE):
     """Single-scale VQ-VAE: Encoder2d → Quantizer2d (EMA) → Decoder2d."""
 
     encoder: Encoder2d
@@ -116,42 +174,35 @@ class VQVAE2d(eqx.Module):
         self.decoder = Decoder2d(cfg, key=dkey)
         self.config = cfg
 
-    def embed(self, x: FieldIn) -> Float[Array, "b h w d"]:
-        """Encoder output z_e [b, H/f, W/f, D]."""
-        return self.encoder(_to_nhwc(x, self.config))
-
-    def __call__(self, x: FieldIn) -> tuple[FieldOut, QuantOutput]:
-        """Reconstruction (same shape and dtype as ``x``) and the quantizer output."""
-        z_e = self.embed(x)
-        idx = self.quantizer.nearest(z_e)
-        z_q = self.quantizer.lookup(idx)
-        recon = self.decoder(_straight_through(z_q, z_e))
-        vec = jax.lax.stop_gradient(z_e).astype(jnp.float32)
-        out = QuantOutput((idx,), (vec,), _commit(z_q, z_e), z_q)
-        return _from_nhwc(recon, self.config), out
-
-    def encode(self, x: FieldIn) -> tuple[Int[Array, "b h w"], ...]:
-        """Code indices, a 1-tuple of [b, H/f, W/f] int32."""
-        return (self.quantizer.nearest(self.embed(x)),)
-
-    def lookup(self, indices: IndicesIn) -> Float[Array, "b h w d"]:
-        """The quantized latent z_q for ``indices``."""
-        return self.quantizer.lookup(indices[0])
-
-    def decode_indices(self, indices: IndicesIn) -> FieldOut:
-        """Field from code indices; equals the training forward pass's reconstruction."""
-        return _from_nhwc(self.decoder(self.lookup(indices)), self.config)
-
-    def codebooks(self) -> tuple[Float[Array, "V D"], ...]:
-        """The codebook used at each scale (one scale here)."""
-        return (self.quantizer.codebook,)
-
     @property
     def scales(self) -> tuple[int, ...]:
         return (self.config.latent_size,)
 
+    def embed(self, x: FieldIn) -> Float[Array, "b h w d"]:
+        """Encoder output z_e [b, H/f, W/f, D] (any field size that is a multiple of f)."""
+        return self.encoder(_to_nhwc(x, self.config))
 
-class VARVQVAE2d(eqx.Module):
+    def quantize(self, z_e: Float[Array, "b h w d"]) -> QuantOutput:
+        """Nearest code of every latent vector; ``vectors`` are the stop-gradient z_e."""
+        idx = self.quantizer.nearest(z_e)
+        z_q = self.quantizer.lookup(idx)
+        vec = jax.lax.stop_gradient(z_e).astype(jnp.float32)
+        return QuantOutput((idx,), (vec,), _commit(z_q, z_e), z_q)
+
+    def lookup(self, indices: IndicesIn) -> Float[Array, "b h w d"]:
+        """The quantized latent z_q for ``indices`` (a 1-tuple)."""
+        return self.quantizer.lookup(indices[0])
+
+    def codebook_groups(self) -> tuple[tuple[Quantizer2d, tuple[int, ...]], ...]:
+        """The one quantizer, for scale 0."""
+        return ((self.quantizer, (0,)),)
+
+    def with_quantizers(self, new: tuple[Quantizer2d, ...]) -> VQVAE2d:
+        """The model with its quantizer replaced by ``new[0]``."""
+        return eqx.tree_at(lambda m: m.quantizer, self, new[0])
+
+
+class VARVQVAE2d(AbstractEMAVQVAE):
     """Multi-scale residual VQ-VAE (Tian et al. 2024): Encoder2d → MultiScaleQuantizer2d → Decoder2d."""
 
     encoder: Encoder2d
@@ -179,6 +230,10 @@ class VARVQVAE2d(eqx.Module):
         self.decoder = Decoder2d(cfg, key=dkey)
         self.config = cfg
 
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return self.config.scales
+
     def embed(self, x: FieldIn) -> Float[Array, "b h w d"]:
         """Encoder output z_e [b, s_last, s_last, D]; the input must give that latent grid."""
         z_e = self.encoder(_to_nhwc(x, self.config))
@@ -193,17 +248,10 @@ class VARVQVAE2d(eqx.Module):
             )
         return z_e
 
-    def __call__(self, x: FieldIn) -> tuple[FieldOut, QuantOutput]:
-        """Reconstruction (same shape and dtype as ``x``) and the quantizer output."""
-        z_e = self.embed(x)
+    def quantize(self, z_e: Float[Array, "b h w d"]) -> QuantOutput:
+        """The multi-scale residual pass; ``vectors`` are the per-scale residuals, z_q is f̂."""
         f_hat, indices, residuals = self.quantizer(z_e)
-        recon = self.decoder(_straight_through(f_hat, z_e))
-        out = QuantOutput(indices, residuals, _commit(f_hat, z_e), f_hat)
-        return _from_nhwc(recon, self.config), out
-
-    def encode(self, x: FieldIn) -> tuple[Int[Array, "b _s _t"], ...]:
-        """Per-scale code indices, [b, s, s] int32 for each s in ``scales``."""
-        return self.quantizer(self.embed(x))[1]
+        return QuantOutput(indices, residuals, _commit(f_hat, z_e), f_hat)
 
     def lookup(self, indices: IndicesIn) -> Float[Array, "b h w d"]:
         """The quantized latent f̂ for per-scale ``indices``."""
@@ -211,50 +259,33 @@ class VARVQVAE2d(eqx.Module):
             raise ValueError(f"{len(indices)} index maps for {len(self.config.scales)} scales")
         return self.quantizer.decode(indices)
 
-    def decode_indices(self, indices: IndicesIn) -> FieldOut:
-        """Field from per-scale indices; equals the training forward pass's reconstruction."""
-        return _from_nhwc(self.decoder(self.lookup(indices)), self.config)
+    def codebook_groups(self) -> tuple[tuple[Quantizer2d, tuple[int, ...]], ...]:
+        """One shared quantizer for all scales, or one per scale."""
+        n = len(self.config.scales)
+        if self.quantizer.shared:
+            return ((self.quantizer.quantizers[0], tuple(range(n))),)
+        return tuple((q, (k,)) for k, q in enumerate(self.quantizer.quantizers))
 
-    def codebooks(self) -> tuple[Float[Array, "V D"], ...]:
-        """The codebook used at each scale (the same array repeated when shared)."""
-        return tuple(self.quantizer.quantizer(k).codebook for k in range(len(self.config.scales)))
-
-    @property
-    def scales(self) -> tuple[int, ...]:
-        return self.config.scales
-
-
-Model = VQVAE2d | VARVQVAE2d
+    def with_quantizers(self, new: tuple[Quantizer2d, ...]) -> VARVQVAE2d:
+        """The model with its (shared or per-scale) quantizers replaced by ``new``."""
+        return eqx.tree_at(lambda m: m.quantizer.quantizers, self, tuple(new))
 
 
-def build_model(cfg: VQVAEConfig, *, key: PRNGKeyArray) -> Model:
+def build_model(cfg: VQVAEConfig, *, key: PRNGKeyArray) -> AbstractEMAVQVAE:
     """VQVAE2d, or VARVQVAE2d when ``cfg.var_mode``."""
     return VARVQVAE2d(cfg, key=key) if cfg.var_mode else VQVAE2d(cfg, key=key)
 
 
-def model_from_config_dict(config: dict) -> Model:
-    """Skeleton for checkpoint loading: the model of ``VQVAEConfig.from_dict(config)``, key 0."""
+def build_from_dict(config: dict) -> AbstractEMAVQVAE:
+    """Checkpoint builder (kind ``"vqvae"``): the model of ``VQVAEConfig.from_dict(config)``.
+
+    The key is fixed: the checkpoint loader only takes the skeleton (under
+    ``eqx.filter_eval_shape``) and reads the leaves into it."""
     return build_model(VQVAEConfig.from_dict(config), key=jr.PRNGKey(0))
 
 
 # ---------------------------------------------------------------------------------------------
 # Codebook bookkeeping shared by ema_update and kmeans_init.
-
-
-def _codebook_groups(model: Model) -> list[tuple[Quantizer2d, tuple[int, ...]]]:
-    """(quantizer, the scale indices it quantizes) for every codebook of the model."""
-    if isinstance(model, VQVAE2d):
-        return [(model.quantizer, (0,))]
-    n = len(model.config.scales)
-    if model.quantizer.shared:
-        return [(model.quantizer.quantizers[0], tuple(range(n)))]
-    return [(q, (k,)) for k, q in enumerate(model.quantizer.quantizers)]
-
-
-def _replace_quantizers(model: Model, new: list[Quantizer2d]) -> Model:
-    if isinstance(model, VQVAE2d):
-        return eqx.tree_at(lambda m: m.quantizer, model, new[0])
-    return eqx.tree_at(lambda m: m.quantizer.quantizers, model, tuple(new))
 
 
 def _pool(out: QuantOutput, scale_ids: tuple[int, ...]) -> tuple[Array, Array]:
@@ -266,8 +297,8 @@ def _pool(out: QuantOutput, scale_ids: tuple[int, ...]) -> tuple[Array, Array]:
 
 
 def ema_update(
-    model: Model, out: QuantOutput, *, key: PRNGKeyArray
-) -> tuple[Model, dict[str, Array]]:
+    model: AbstractEMAVQVAE, out: QuantOutput, *, key: PRNGKeyArray
+) -> tuple[AbstractEMAVQVAE, dict[str, Array]]:
     """EMA codebook step and dead-code restart from one forward pass's ``out`` (jit-safe).
 
     A shared VAR codebook is updated once from the vectors of all scales together; per-scale
@@ -278,7 +309,7 @@ def ema_update(
         histogram, per scale), ``usage`` [S] (fraction of the codebook used in this batch, per
         scale) and ``n_restarted`` (int32 scalar: dead codes restarted, all codebooks).
     """
-    groups = _codebook_groups(model)
+    groups = model.codebook_groups()
     keys = split_key(key, len(groups))
     new_qs, n_restarted = [], jnp.zeros((), jnp.int32)
     for (q, scale_ids), k in zip(groups, keys, strict=True):
@@ -302,10 +333,10 @@ def ema_update(
         "usage": jnp.stack([usage[i] for i in perm]),
         "n_restarted": n_restarted,
     }
-    return _replace_quantizers(model, new_qs), stats
+    return model.with_quantizers(tuple(new_qs)), stats
 
 
-def trainable_spec(model: Model):
+def trainable_spec(model: AbstractEMAVQVAE):
     """Bool pytree for ``eqx.partition``: True for trained float arrays, False for codebooks/EMA."""
 
     def spec(node):
@@ -321,20 +352,22 @@ def trainable_spec(model: Model):
 
 
 @eqx.filter_jit
-def _assign(model: Model, z_e: Float[Array, "b h w d"]) -> QuantOutput:
-    if isinstance(model, VQVAE2d):
-        idx = model.quantizer.nearest(z_e)
-        z_q = model.quantizer.lookup(idx)
-        return QuantOutput((idx,), (z_e,), _commit(z_q, z_e), z_q)
-    f_hat, indices, residuals = model.quantizer(z_e)
-    return QuantOutput(indices, residuals, _commit(f_hat, z_e), f_hat)
+def _embed(model: AbstractEMAVQVAE, x: FieldIn) -> Float[Array, "b h w d"]:
+    return model.embed(x)
 
 
 @eqx.filter_jit
-def _lloyd_step(model: Model, out: QuantOutput, key: PRNGKeyArray, first: Array) -> Model:
+def _quantize(model: AbstractEMAVQVAE, z_e: Float[Array, "b h w d"]) -> QuantOutput:
+    return model.quantize(z_e)
+
+
+@eqx.filter_jit
+def _lloyd_step(
+    model: AbstractEMAVQVAE, out: QuantOutput, key: PRNGKeyArray, first: Array
+) -> AbstractEMAVQVAE:
     """Codes ← means of their assigned vectors; empty codes (and all, on the first call) ←
     random vectors of the batch."""
-    groups = _codebook_groups(model)
+    groups = model.codebook_groups()
     new = []
     for (q, scale_ids), k in zip(groups, split_key(key, len(groups)), strict=True):
         vecs, idx = _pool(out, scale_ids)
@@ -344,18 +377,20 @@ def _lloyd_step(model: Model, out: QuantOutput, key: PRNGKeyArray, first: Array)
         empty = jnp.logical_or(first, counts == 0)  # traced flag: one compilation
         means = jnp.where(empty[:, None], rand, sums / jnp.maximum(counts, 1.0)[:, None])
         new.append(q.set_codebook(means, jnp.where(empty, 0.0, counts)))
-    return _replace_quantizers(model, new)
+    return model.with_quantizers(tuple(new))
 
 
-def kmeans_init(model: Model, x: FieldIn, *, key: PRNGKeyArray, iters: int = 10) -> Model:
+def kmeans_init(
+    model: AbstractEMAVQVAE, x: FieldIn, *, key: PRNGKeyArray, iters: int = 10
+) -> AbstractEMAVQVAE:
     """Initialise every codebook by k-means (Lloyd) on the encoder outputs of the batch ``x``.
 
     Codes start as random batch vectors; each iteration reassigns (for VAR, a full multi-scale
     pass, so later scales see the residuals of the current codebooks) and moves each code to the
     mean of its vectors, re-seeding empty codes. The EMA statistics restart from the final counts.
     """
-    z_e = jax.lax.stop_gradient(eqx.filter_jit(type(model).embed)(model, x)).astype(jnp.float32)
+    z_e = jax.lax.stop_gradient(_embed(model, x)).astype(jnp.float32)
     keys = split_key(key, iters + 1)
     for i, k in enumerate(keys):
-        model = _lloyd_step(model, _assign(model, z_e), k, jnp.asarray(i == 0))
+        model = _lloyd_step(model, _quantize(model, z_e), k, jnp.asarray(i == 0))
     return model
