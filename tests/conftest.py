@@ -13,6 +13,17 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def stand_in_vqvae():
+    """Inside the test, "vqvae" checkpoints load as the tiny stand-in of tests/codec/tiny_model.py
+    (written by its ``make_checkpoint``)."""
+    from codec.tiny_model import stand_in_builder
+    from vqturb import checkpoint as ck
+
+    with ck.registered_kind("vqvae", stand_in_builder):
+        yield
+
+
 def smooth_fields(rng, n: int, size: int, kmax: int = 4) -> np.ndarray:
     """``n`` random band-limited periodic fields (|k| <= kmax), unit-ish amplitude, float64."""
     k = np.fft.fftfreq(size, 1.0 / size)

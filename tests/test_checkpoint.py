@@ -6,9 +6,8 @@ import numpy as np
 import optax
 import pytest
 
+from vqturb import checkpoint as ck
 from vqturb.errors import InputError
-from vqturb.training import checkpoint as ck
-from vqturb.training.metrics import MetricLogger, read_metrics
 
 
 def _build_mlp(config):
@@ -17,8 +16,13 @@ def _build_mlp(config):
     )
 
 
-ck.register_kind("test-mlp", _build_mlp)
 CFG = {"in": 3, "out": 2, "width": 8, "depth": 2}
+
+
+@pytest.fixture(autouse=True)
+def mlp_kind():
+    with ck.registered_kind("test-mlp", _build_mlp):
+        yield
 
 
 def _leaves_equal(a, b):
@@ -50,7 +54,7 @@ def test_wrong_kind_corrupt_and_mismatched_checkpoints(tmp_path):
         ck.load_model(tmp_path / "junk.eqx")
     data = path.read_bytes()
     (tmp_path / "trunc.eqx").write_bytes(data[: len(data) - 40])
-    with pytest.raises(InputError, match="cannot be read"):
+    with pytest.raises(InputError, match="corrupted or truncated"):
         ck.load_model(tmp_path / "trunc.eqx")
     bigger = eqx.nn.MLP(3, 2, 16, 2, key=jr.PRNGKey(1))
     ck.save_model(tmp_path / "big.eqx", bigger, kind="test-mlp", config=CFG)  # header lies
@@ -79,11 +83,50 @@ def test_state_round_trip_and_latest(tmp_path):
     assert ck.list_checkpoints(tmp_path) == [10]
 
 
-def test_metric_logger_jsonl(tmp_path):
-    with MetricLogger(tmp_path) as log:
-        log.log(1, {"loss": jnp.asarray(0.5), "ppl": np.array([1.0, 2.0]), "bad": float("nan")})
-    with MetricLogger(tmp_path, resume=True) as log:
-        log.log(2, {"loss": 0.25})
-    recs = read_metrics(tmp_path / "metrics.jsonl")
-    assert [r["step"] for r in recs] == [1, 2]
-    assert recs[0]["loss"] == 0.5 and recs[0]["ppl"] == [1.0, 2.0] and recs[0]["bad"] is None
+def test_flipped_payload_byte_is_caught_by_the_checksum(tmp_path):
+    model = eqx.nn.MLP(3, 2, 8, 2, key=jr.PRNGKey(1))
+    path = tmp_path / "m.eqx"
+    ck.save_model(path, model, kind="test-mlp", config=CFG)
+    ck.save_state(tmp_path / "s.eqx", {"w": jnp.arange(4.0)})
+    for p, load in (
+        (path, ck.load_model),
+        (tmp_path / "s.eqx", lambda p: ck.load_state(p, {"w": jnp.zeros(4)})),
+    ):
+        data = bytearray(p.read_bytes())
+        data[-3] ^= 0x01  # one bit of the last leaf: deserialises fine, wrong number
+        bad = tmp_path / f"bad_{p.name}"
+        bad.write_bytes(bytes(data))
+        with pytest.raises(InputError, match="SHA-256") as err:
+            load(bad)
+        assert str(bad) in str(err.value) and "\n" not in str(err.value)
+        load(p)  # the intact file still loads
+
+
+def test_version_1_files_without_checksum_still_load(tmp_path):
+    """A file written before the checksum (format 1: the same layout, no payload_sha256)."""
+    import io
+    import json
+
+    model = eqx.nn.MLP(3, 2, 8, 2, key=jr.PRNGKey(5))
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, model)
+    header = {"format_version": 1, "kind": "test-mlp", "config": CFG, "meta": {}}
+    path = tmp_path / "v1.eqx"
+    path.write_bytes(ck.MAGIC + json.dumps(header).encode() + b"\n" + buf.getvalue())
+    loaded, _ = ck.load_model(path)
+    assert _leaves_equal(model, loaded)
+
+
+def test_registered_kind_is_temporary_and_restores_the_builtin(tmp_path):
+    model = eqx.nn.MLP(3, 2, 8, 2, key=jr.PRNGKey(1))
+    ck.save_model(tmp_path / "m.eqx", model, kind="vqvae", config=CFG)
+    with ck.registered_kind("vqvae", _build_mlp):
+        loaded, _ = ck.load_model(tmp_path / "m.eqx", kind="vqvae")
+        assert _leaves_equal(model, loaded)
+    with pytest.raises(InputError):  # the built-in VQ-VAE builder is back: this config is not one
+        ck.load_model(tmp_path / "m.eqx", kind="vqvae")
+    with ck.registered_kind("brand-new", _build_mlp):
+        pass
+    ck.save_model(tmp_path / "n.eqx", model, kind="brand-new", config=CFG)
+    with pytest.raises(InputError, match="unknown kind"):
+        ck.load_model(tmp_path / "n.eqx")

@@ -3,7 +3,8 @@ import pytest
 from matplotlib import _pylab_helpers
 from PIL import Image
 
-from vqturb.evaluation import metrics, plots
+from vqturb import plots
+from vqturb.evaluation import metrics
 
 
 def _check_png(path):

@@ -9,14 +9,14 @@ from vqturb.tokenizer import VQVAETokenizer, save_tokens, tokenizer_info
 
 
 @pytest.fixture(params=[False, True], ids=["standard", "var"])
-def tok_and_data(request, tmp_path, monkeypatch, rng):
-    path, cfg = make_checkpoint(tmp_path / "m.eqx", monkeypatch, var_mode=request.param)
+def tok_and_data(request, tmp_path, stand_in_vqvae, rng):
+    path, cfg = make_checkpoint(tmp_path / "m.eqx", var_mode=request.param)
     tok = VQVAETokenizer(path, batch_size=4)
     return tok, fields(rng, 10)
 
 
-def test_var_mode_flag_must_agree(tmp_path, monkeypatch):
-    path, _ = make_checkpoint(tmp_path / "m.eqx", monkeypatch, var_mode=False)
+def test_var_mode_flag_must_agree(tmp_path, stand_in_vqvae):
+    path, _ = make_checkpoint(tmp_path / "m.eqx", var_mode=False)
     with pytest.raises(InputError, match="--var_mode"):
         VQVAETokenizer(path, var_mode=True)
     assert VQVAETokenizer(path, var_mode=False).var_mode is False
@@ -52,7 +52,7 @@ def test_decode_equals_model_reconstruction(tok_and_data):
     rows = tok.encode_batch(x)
     rec = tok.decode_indices(rows)
     xn = tok.normalization.apply(x)
-    model_rec = tok.normalization.invert(np.asarray(tok.model(xn)[0]))
+    model_rec = tok.normalization.invert(np.asarray(tok.model.decode_indices(tok.model.encode(xn))))
     assert np.allclose(rec, model_rec, atol=1e-5)
     assert np.allclose(tok.decode_indices(rows[3]), rec[3])
     assert np.array_equal(tok.encode(x[3]), rows[3])
@@ -147,8 +147,8 @@ def test_info(tok_and_data):
 def _real_checkpoint(path, var_mode):
     import jax
 
+    from vqturb import checkpoint as ck
     from vqturb.models import VQVAEConfig, build_model
-    from vqturb.training import checkpoint as ck
 
     cfg = VQVAEConfig(resolution=16, base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                       hidden_dim=16, codebook_dim=4, vocab_size=32, scales=(1, 2, 4),

@@ -12,6 +12,6 @@ def load_model(path):
 
     Imported lazily so that ``import vqturb`` stays cheap for the readers and the CLI.
     """
-    from vqturb.training.checkpoint import load_model as _load_model
+    from vqturb.checkpoint import load_model as _load_model
 
     return _load_model(path)

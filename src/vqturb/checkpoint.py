@@ -1,10 +1,15 @@
 """Self-describing checkpoints: one JSON header line, then ``eqx.tree_serialise_leaves``.
 
-File layout (format version 1)::
+File layout (format version 2; ``docs/formats.md``, "Checkpoint")::
 
     b"VQTURB-CKPT\\n"                       magic line
-    <one line of JSON>\\n                   header: format_version, kind, config, meta, vqturb_version
+    <one line of JSON>\\n                   header: format_version, kind, config, meta,
+                                           vqturb_version, payload_sha256
     <eqx.tree_serialise_leaves payload>     the array leaves, in tree order
+
+``payload_sha256`` is the SHA-256 of the payload bytes; loading verifies it before reading a leaf,
+so a flipped or missing byte is reported as such instead of as wrong numbers. Version-1 files (no
+checksum) still load, unverified.
 
 Loading needs no model flags: the header's ``kind`` selects a builder (registered with
 :func:`register_kind`) that rebuilds the skeleton from ``config`` with ``eqx.filter_eval_shape`` (no
@@ -16,12 +21,13 @@ Training state (optimiser state, step, RNG key) is a second file in the same for
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import hashlib
 import io
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,58 +35,85 @@ import equinox as eqx
 
 from vqturb import __version__
 from vqturb.errors import InputError
-from vqturb.utils.fileio import atomic_open, file_sha256
+from vqturb.models import nsp, vqvae
+from vqturb.utils.fileio import atomic_open
 
 MAGIC = b"VQTURB-CKPT\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: the same layout without payload_sha256
 
-# kind -> builder(config dict) -> module, or a "module:function" string imported on first use.
-_BUILDERS: dict[str, Callable[[dict], Any] | str] = {
-    "vqvae": "vqturb.training.checkpoint:_build_vqvae",
-    "nsp": "vqturb.models.nsp:build_from_dict",
-}
+Builder = Callable[[dict], Any]  # header config dict -> module skeleton (eval_shape'd on load)
+_BUILDERS: dict[str, Builder] = {}
 
 
-def register_kind(kind: str, builder: Callable[[dict], Any] | str) -> None:
-    """Tell the loader how to rebuild a module of ``kind`` from its header's config dict.
-
-    ``builder`` may be a callable or a ``"module:function"`` string resolved lazily.
-    """
+def register_kind(kind: str, builder: Builder) -> None:
+    """Tell the loader how to rebuild a module of ``kind`` from its header's config dict."""
+    if kind == "state":
+        raise ValueError("'state' is the kind of training-state files, not of a model")
     _BUILDERS[kind] = builder
 
 
-def _resolve_builder(kind: str, path: Path) -> Callable[[dict], Any]:
+@contextlib.contextmanager
+def registered_kind(kind: str, builder: Builder) -> Iterator[None]:
+    """Register ``builder`` for ``kind`` inside the block only (tests and stand-in models); the
+    previous builder of ``kind``, if any, is restored on exit."""
+    previous = _BUILDERS.get(kind)
+    register_kind(kind, builder)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del _BUILDERS[kind]
+        else:
+            _BUILDERS[kind] = previous
+
+
+# The built-in kinds.
+register_kind("vqvae", vqvae.build_from_dict)
+register_kind("nsp", nsp.build_from_dict)
+
+
+def _builder(kind: str, path: Path) -> Builder:
     if kind not in _BUILDERS:
         known = ", ".join(sorted(_BUILDERS))
         raise InputError(
             path, "checkpoint header 'kind'", f"unknown kind {kind!r}", f"one of {known}"
         )
-    b = _BUILDERS[kind]
-    if isinstance(b, str):
-        mod, fn = b.split(":")
-        b = getattr(importlib.import_module(mod), fn)
-        _BUILDERS[kind] = b
-    return b
-
-
-def _build_vqvae(config: dict) -> Any:
-    import jax.random as jr
-
-    from vqturb.models import VQVAEConfig, build_model
-
-    return build_model(VQVAEConfig.from_dict(config), key=jr.PRNGKey(0))
+    return _BUILDERS[kind]
 
 
 def _write(path: str | os.PathLike, header: dict, tree: Any) -> None:
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, tree)
+    payload = buf.getvalue()
+    header = {**header, "payload_sha256": hashlib.sha256(payload).hexdigest()}
     header_line = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     if b"\n" in header_line:  # json.dumps escapes newlines inside strings; guard anyway
         raise ValueError("checkpoint header must be one line")
-    buf = io.BytesIO()
-    eqx.tree_serialise_leaves(buf, tree)
     with atomic_open(path, "wb") as f:
         f.write(MAGIC)
         f.write(header_line + b"\n")
-        f.write(buf.getvalue())
+        f.write(payload)
+
+
+def _payload(path: Path, header: dict) -> io.BytesIO:
+    """The leaves' bytes of ``path``, checked against the header's ``payload_sha256``."""
+    with open(path, "rb") as f:
+        f.read(len(MAGIC))
+        f.readline()
+        payload = f.read()
+    expected = header.get("payload_sha256")
+    if header["format_version"] >= 2:
+        found = hashlib.sha256(payload).hexdigest()
+        if found != expected:
+            raise InputError(
+                path,
+                "checkpoint payload",
+                f"SHA-256 {found[:12]}... of {len(payload)} bytes, header says "
+                f"{str(expected)[:12]}...",
+                "an intact checkpoint (this file is corrupted or truncated)",
+            )
+    return io.BytesIO(payload)
 
 
 def read_header(path: str | os.PathLike) -> dict:
@@ -105,9 +138,12 @@ def read_header(path: str | os.PathLike) -> dict:
             path, "checkpoint header", f"unreadable JSON ({e})", "one JSON line"
         ) from None
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise InputError(
-            path, "checkpoint header 'format_version'", f"{version!r}", f"{FORMAT_VERSION}"
+            path,
+            "checkpoint header 'format_version'",
+            f"{version!r}",
+            " or ".join(map(str, _READABLE_VERSIONS)),
         )
     return header
 
@@ -152,20 +188,18 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> tuple[Any, d
         raise InputError(
             path, "checkpoint header 'kind'", f"{header.get('kind')!r}", f"a {kind!r} checkpoint"
         )
-    builder = _resolve_builder(header["kind"], path)
+    builder = _builder(header["kind"], path)
     skeleton = eqx.filter_eval_shape(builder, header["config"])
-    with open(path, "rb") as f:
-        f.read(len(MAGIC))
-        f.readline()
-        try:
-            model = eqx.tree_deserialise_leaves(f, skeleton)
-        except Exception as e:  # truncated file, or config that does not match the leaves
-            raise InputError(
-                path,
-                "checkpoint leaves",
-                f"cannot be read into the model its header describes ({e})",
-                "an intact checkpoint written by this version of vqturb",
-            ) from None
+    payload = _payload(path, header)
+    try:
+        model = eqx.tree_deserialise_leaves(payload, skeleton)
+    except Exception as e:  # config that does not match the leaves (or an old truncated file)
+        raise InputError(
+            path,
+            "checkpoint leaves",
+            f"cannot be read into the model its header describes ({e})",
+            "an intact checkpoint written by this version of vqturb",
+        ) from None
     return model, header
 
 
@@ -187,18 +221,16 @@ def load_state(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
     header = read_header(path)
     if header.get("kind") != "state":
         raise InputError(path, "checkpoint header 'kind'", f"{header.get('kind')!r}", "'state'")
-    with open(path, "rb") as f:
-        f.read(len(MAGIC))
-        f.readline()
-        try:
-            tree = eqx.tree_deserialise_leaves(f, like)
-        except Exception as e:
-            raise InputError(
-                path,
-                "training state",
-                f"does not match the run being resumed ({e})",
-                "state saved by the same model and optimiser configuration",
-            ) from None
+    payload = _payload(path, header)
+    try:
+        tree = eqx.tree_deserialise_leaves(payload, like)
+    except Exception as e:
+        raise InputError(
+            path,
+            "training state",
+            f"does not match the run being resumed ({e})",
+            "state saved by the same model and optimiser configuration",
+        ) from None
     return tree, header
 
 
@@ -235,8 +267,3 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
     for step in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         for p in checkpoint_paths(run_dir, step):
             p.unlink(missing_ok=True)
-
-
-def checkpoint_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a checkpoint file; tokens and codec files record it to detect mismatches."""
-    return file_sha256(path)

@@ -28,7 +28,8 @@ DPI = 100
 SORT_TOKENS_ABOVE = 64  # token histograms over more ids than this are drawn as rank plots
 
 
-def _figure(w: float, h: float) -> Figure:
+def new_figure(w: float, h: float) -> Figure:
+    """An empty ``w`` × ``h`` inch figure on an Agg canvas (not registered with pyplot)."""
     fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -99,7 +100,7 @@ def plot_reconstructions(
     vmax = symmetric_limit(x, y)
     err = y - x
     emax = symmetric_limit(err)
-    fig = _figure(2.2 * n + 0.8, 6.6)
+    fig = new_figure(2.2 * n + 0.8, 6.6)
     axes = fig.subplots(3, n, squeeze=False)
     for j in range(n):
         rel = np.linalg.norm(err[j]) / max(np.linalg.norm(x[j]), 1e-30)
@@ -144,7 +145,7 @@ def plot_codebook_usage(
     n = len(items)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig = _figure(3.6 * cols, 2.6 * rows)
+    fig = new_figure(3.6 * cols, 2.6 * rows)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, (name, u) in zip(axes, items, strict=False):
         u = np.asarray(u, dtype=np.float64).ravel()
@@ -187,7 +188,7 @@ def plot_spectra(
     The k = 0 shell and non-positive values are left out (log axes).
     """
     k = np.asarray(k, dtype=np.float64)
-    fig = _figure(5.0, 3.8)
+    fig = new_figure(5.0, 3.8)
     ax = fig.subplots()
     for name, e in curves.items():
         e = np.asarray(e, dtype=np.float64)
@@ -220,7 +221,7 @@ def plot_token_histograms(token_metrics: Mapping, path: str | os.PathLike) -> Pa
     n = len(per)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig = _figure(4.0 * cols, 2.8 * rows)
+    fig = new_figure(4.0 * cols, 2.8 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, e in zip(axes, per, strict=False):
         hg = np.asarray(e["hist_generated"])
@@ -256,7 +257,7 @@ def plot_pixel_histograms(pixel_metrics: Mapping, path: str | os.PathLike) -> Pa
     """Pixel-value histograms on the fixed bins of :func:`metrics.pixel_metrics` (log y-axis)."""
     edges = np.asarray(pixel_metrics["edges"])
     centers = 0.5 * (edges[1:] + edges[:-1])
-    fig = _figure(5.5, 3.8)
+    fig = new_figure(5.5, 3.8)
     ax = fig.subplots()
     styles = {"raw_gt": ("k", "-"), "reconstructed_gt": ("C0", "--"), "generated": ("C3", "-")}
     for name, h in pixel_metrics["hist"].items():
@@ -280,7 +281,7 @@ def plot_pixel_histograms(pixel_metrics: Mapping, path: str | os.PathLike) -> Pa
 def plot_vorticity_pdf(pdf: Mapping, path: str | os.PathLike) -> Path:
     """Vorticity PDFs (log density) from :func:`metrics.vorticity_pdf`: the tails show extremes."""
     c = np.asarray(pdf["centers"])
-    fig = _figure(5.0, 3.8)
+    fig = new_figure(5.0, 3.8)
     ax = fig.subplots()
     for key, label, color in (
         ("pdf_reference", "ground truth", "k"),
@@ -321,7 +322,7 @@ def plot_comparison_grid(
         if v.shape[0] != n_c:
             raise ValueError(f"row {name!r} has {v.shape[0]} fields for {n_c} times")
     vlim = symmetric_limit(*rows.values()) if vlim is None else vlim
-    fig = _figure(2.0 * n_c + 1.0, 2.0 * n_r + 0.4)
+    fig = new_figure(2.0 * n_c + 1.0, 2.0 * n_r + 0.4)
     axes = fig.subplots(n_r, n_c, squeeze=False)
     im = None
     for i, (name, v) in enumerate(rows.items()):
@@ -344,7 +345,7 @@ def plot_comparison_grid(
 def plot_time_series(ts: Mapping, path: str | os.PathLike) -> Path:
     """Enstrophy (left) and spectrum error (right) against rollout step, from
     :func:`metrics.time_series`: a rollout that drifts off the attractor shows growing curves."""
-    fig = _figure(9.0, 3.6)
+    fig = new_figure(9.0, 3.6)
     ax1, ax2 = fig.subplots(1, 2)
     zg = np.asarray(ts["enstrophy_generated"])
     zs = np.asarray(ts.get("enstrophy_generated_std", np.zeros_like(zg)))
@@ -377,7 +378,7 @@ def plot_time_series(ts: Mapping, path: str | os.PathLike) -> Path:
 def plot_skill(skill: Mapping, path: str | os.PathLike) -> Path:
     """Relative L2 to the ground truth for the first steps: model vs persistence (t0 held fixed),
     and the reconstruction floor when present, from :func:`metrics.short_term_skill`."""
-    fig = _figure(5.0, 3.8)
+    fig = new_figure(5.0, 3.8)
     ax = fig.subplots()
     steps = np.asarray(skill["step"])
     ax.plot(steps, skill["rel_l2_generated"], "o-", color="C3", label="NSP rollout")

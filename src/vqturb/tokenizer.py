@@ -20,13 +20,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from vqturb.checkpoint import load_model
+from vqturb.data import Dataset, Normalization, Subset
 from vqturb.data.splits import SplitRule
 from vqturb.data.tokens_file import TokensFile, ids_to_codes
 from vqturb.errors import InputError
+from vqturb.models import AbstractVQVAE
+from vqturb.utils.fileio import file_sha256
 
 DEFAULT_BATCH = 16
 
@@ -44,15 +47,18 @@ class ScanResult:
     time_index: np.ndarray
 
 
-def _as_source(source: Any):
+Source = np.ndarray | Dataset | Subset  # fields [N, H, W] in physical units, or snapshots
+
+
+def _as_source(source: Source) -> Subset | _ArraySource:
     """A Subset as is; a Dataset → all its snapshots; an array ``[N, H, W]`` wrapped."""
-    if isinstance(source, np.ndarray):
-        return _ArraySource(np.asarray(source, dtype=np.float32))
-    if hasattr(source, "get_batch"):
+    if isinstance(source, Subset):
         return source
-    if hasattr(source, "trajectories"):
+    if isinstance(source, Dataset):
         return source.all()
-    return _ArraySource(np.asarray(source, dtype=np.float32))
+    if isinstance(source, np.ndarray):
+        return _ArraySource(source.astype(np.float32, copy=False))
+    raise TypeError(f"tokenizer source: expected ndarray, Dataset or Subset, got {type(source)}")
 
 
 class _ArraySource:
@@ -69,35 +75,6 @@ class _ArraySource:
 
     def get_batch(self, idx):
         return self.x[np.asarray(idx)]
-
-
-def scale_codebooks(model: Any, n_scales: int, vocab_size: int, dim: int) -> list[np.ndarray]:
-    """The ``[vocab_size, dim]`` codebook of each scale of ``model``.
-
-    Uses ``model.codebooks()`` when the model provides it; otherwise finds the array leaves whose
-    path names a codebook/embedding of that shape (one leaf: shared by every scale).
-    """
-    import equinox as eqx
-    import jax
-
-    if hasattr(model, "codebooks"):
-        cbs = model.codebooks() if callable(model.codebooks) else model.codebooks
-        cbs = [np.asarray(c, dtype=np.float32) for c in cbs]
-        return cbs * n_scales if len(cbs) == 1 else cbs
-    leaves = jax.tree_util.tree_flatten_with_path(eqx.filter(model, eqx.is_array))[0]
-    found = []
-    for path, leaf in leaves:
-        name = jax.tree_util.keystr(path).lower()
-        if leaf.shape == (vocab_size, dim) and ("codebook" in name or "embed" in name):
-            if not any(w in name for w in ("sum", "ema", "avg", "count", "usage")):
-                found.append(np.asarray(leaf, dtype=np.float32))
-    if len(found) == 1:
-        return found * n_scales
-    if len(found) == n_scales:
-        return found
-    raise InputError(
-        None, "model codebook", f"{len(found)} codebook arrays found", f"1 or {n_scales}"
-    )
 
 
 class VQVAETokenizer:
@@ -117,11 +94,11 @@ class VQVAETokenizer:
         var_mode: bool | None = None,
         batch_size: int = DEFAULT_BATCH,
     ):
-        from vqturb.data import Normalization
-        from vqturb.training.checkpoint import load_model
-        from vqturb.utils.fileio import file_sha256
-
         model, header = load_model(checkpoint, kind="vqvae")
+        if not isinstance(model, AbstractVQVAE):  # a builder registered for "vqvae" must give one
+            raise InputError(
+                checkpoint, "checkpoint kind 'vqvae'", type(model).__name__, "an AbstractVQVAE"
+            )
         cfg = header["config"]
         ckpt_var = bool(cfg.get("var_mode", False))
         if var_mode is not None and bool(var_mode) != ckpt_var:
@@ -143,9 +120,9 @@ class VQVAETokenizer:
     @classmethod
     def from_model(
         cls,
-        model: Any,
+        model: AbstractVQVAE,
         config: dict,
-        normalization: Any,
+        normalization: Normalization,
         *,
         checkpoint_sha256: str = "",
         batch_size: int = DEFAULT_BATCH,
@@ -157,7 +134,7 @@ class VQVAETokenizer:
         self.split_rule = SplitRule()
         return self
 
-    def _setup(self, model, cfg: dict, norm, sha: str, batch_size: int) -> None:
+    def _setup(self, model: AbstractVQVAE, cfg: dict, norm, sha: str, batch_size: int) -> None:
         import equinox as eqx
 
         self.model = model
@@ -170,7 +147,6 @@ class VQVAETokenizer:
         self.batch_size = int(batch_size)
         self._encode = eqx.filter_jit(lambda m, x: m.encode(x))
         self._decode = eqx.filter_jit(lambda m, idx: m.decode_indices(idx))
-        self._forward = eqx.filter_jit(lambda m, x: m(x)[0])
         self.used: list[np.ndarray] | None = None  # sorted original codes per scale, after fit
         self.scales: tuple[int, ...] | None = None
 
@@ -219,11 +195,13 @@ class VQVAETokenizer:
             return [np.zeros((0, s, s), np.int32) for s in self.scales or ()]
         return [np.concatenate(parts) for parts in zip(*out, strict=True)]
 
-    def scan(self, source: Any, *, recon_error: bool = False, progress: bool = False) -> ScanResult:
+    def scan(
+        self, source: Source, *, recon_error: bool = False, progress: bool = False
+    ) -> ScanResult:
         """One streaming pass: codes of every field (and the reconstruction error if asked)."""
         import jax.numpy as jnp
 
-        from vqturb.physics import stats
+        from vqturb.metrics import relative_l2
         from vqturb.utils.progress import Progress
 
         src = _as_source(source)
@@ -239,7 +217,7 @@ class VQVAETokenizer:
                 if recon_error:
                     rec = np.asarray(self._decode(self.model, c))[:b]
                     rec = self.normalization.invert(rec)
-                    errs.append(np.asarray(stats.relative_l2(rec, x)))
+                    errs.append(np.asarray(relative_l2(rec, x)))
                 bar.update(b)
         if not codes:
             raise InputError(None, "data", "no fields", "at least one snapshot")
@@ -253,7 +231,7 @@ class VQVAETokenizer:
 
     # ---------------------------------------------------------------- vocabulary
 
-    def fit(self, source: Any, *, progress: bool = False) -> VQVAETokenizer:
+    def fit(self, source: Source, *, progress: bool = False) -> VQVAETokenizer:
         """Scan ``source`` (Dataset, Subset or ``[N, H, W]`` array) and build the vocabulary."""
         return self.fit_codes(self.scan(source, progress=progress).codes)
 
@@ -302,7 +280,14 @@ class VQVAETokenizer:
 
     def codebook(self) -> np.ndarray:
         """Unified codebook ``[V, D]``: row ``j`` is the vector of unified id ``j``."""
-        cbs = scale_codebooks(self.model, len(self.used), self.vocab_size, self.codebook_dim)
+        cbs = [np.asarray(c, dtype=np.float32) for c in self.model.codebooks()]
+        if len(cbs) != len(self.used):
+            raise InputError(
+                self.checkpoint,
+                "vocabulary",
+                f"{len(self.used)} scales",
+                f"the model's {len(cbs)} scales (refit the tokenizer with this model)",
+            )
         return np.concatenate([cb[u] for cb, u in zip(cbs, self.used, strict=True)]).astype(
             np.float32
         )
@@ -384,7 +369,7 @@ def perplexity(counts: np.ndarray) -> float:
     return float(np.exp(-np.sum(p * np.log(p)))) if p.size else 0.0
 
 
-def tokenizer_info(tok: VQVAETokenizer, source: Any, *, progress: bool = False) -> dict:
+def tokenizer_info(tok: VQVAETokenizer, source: Source, *, progress: bool = False) -> dict:
     """Codes used and perplexity per scale, unified vocabulary size, reconstruction rel. L2."""
     scan = tok.scan(source, recon_error=True, progress=progress)
     tok.fit_codes(scan.codes)
@@ -437,7 +422,7 @@ def tokens_file(
 
 def save_tokens(
     tok: VQVAETokenizer,
-    source: Any,
+    source: Source,
     output: str | os.PathLike,
     *,
     split_rule: SplitRule | None = None,

@@ -13,7 +13,7 @@ from vqturb.tokenizer import VQVAETokenizer
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch, rng):
+def setup(tmp_path, stand_in_vqvae, rng):
     """3 trajectories x 6 snapshots of 16x16 float64 fields in the SPEC layout, a checkpoint."""
     data = tmp_path / "data"
     x = fields(rng, 18)
@@ -24,7 +24,7 @@ def setup(tmp_path, monkeypatch, rng):
                 data / f"run{j}" / f"{t + 1}.mat",  # numbered from 1, as vqturb generate does
                 {"Omega": x[6 * j + t].astype(np.float64), "time": 0.5 * t},
             )
-    ckpt, _ = make_checkpoint(tmp_path / "m.eqx", monkeypatch, var_mode=True)
+    ckpt, _ = make_checkpoint(tmp_path / "m.eqx", var_mode=True)
     return tmp_path, data, ckpt
 
 
@@ -71,7 +71,7 @@ def test_corrupt_and_mismatched_files_are_clear_errors(setup, capsys, monkeypatc
     rc = main(["decompress", str(tmp / "bad.vqz"), "--checkpoint", str(ckpt), "--output",
                str(tmp / "o")])  # fmt: skip
     assert rc == 2 and "CRC32" in capsys.readouterr().err
-    other, _ = make_checkpoint(tmp / "other.eqx", monkeypatch, var_mode=True, mean=0.7)
+    other, _ = make_checkpoint(tmp / "other.eqx", var_mode=True, mean=0.7)
     rc = main(["decompress", str(vqz), "--checkpoint", str(other), "--output", str(tmp / "o")])
     assert rc == 2 and "checkpoint_sha256" in capsys.readouterr().err
 
@@ -95,7 +95,7 @@ def test_tokenizer_cli(setup, capsys):
 
 def test_var_mode_disagreement_exits_2(setup, capsys, tmp_path, monkeypatch):
     _, data, _ = setup
-    std, _ = make_checkpoint(tmp_path / "std.eqx", monkeypatch, var_mode=False)
+    std, _ = make_checkpoint(tmp_path / "std.eqx", var_mode=False)
     rc = main(["tokenizer", "info", "--checkpoint", str(std), "--data_dir", str(data),
                "--var_mode"])  # fmt: skip
     assert rc == 2 and "--var_mode" in capsys.readouterr().err

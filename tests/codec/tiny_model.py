@@ -1,8 +1,10 @@
-"""A tiny VQ-VAE for tokenizer/codec tests: the real `vqturb.models` one when it exists, else a
-stand-in with the same interface (encode, decode_indices, __call__, a codebook leaf).
+"""A tiny stand-in VQ-VAE for tokenizer/codec tests, implementing ``AbstractVQVAE``.
 
 The stand-in quantises average-pooled residuals, scale by scale (VAR style), to the scalar values
 ``codebook @ proj``; deterministic and fast, so tests exercise the tokenizer, not the model.
+Checkpoints of it are written with kind ``"vqvae"``; tests that load them request the
+``stand_in_vqvae`` fixture (tests/conftest.py), which registers :func:`stand_in_builder` for that
+kind for the duration of the test.
 """
 
 import equinox as eqx
@@ -10,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vqturb.training import checkpoint as ck
+from vqturb import checkpoint as ck
+from vqturb.models import AbstractVQVAE
 
 
-class StandInVQVAE(eqx.Module):
+class StandInVQVAE(AbstractVQVAE):
     codebook: jax.Array
     proj: jax.Array
     scales: tuple[int, ...] = eqx.field(static=True)
@@ -42,8 +45,8 @@ class StandInVQVAE(eqx.Module):
         v = self._values()
         return sum(self._up(v[i], s) for i, s in zip(indices, self.scales, strict=True))
 
-    def __call__(self, x):
-        return self.decode_indices(self.encode(x)), None
+    def codebooks(self):
+        return (self.codebook,) * len(self.scales)
 
 
 def stand_in_builder(config):
@@ -58,8 +61,9 @@ def stand_in_builder(config):
     return StandInVQVAE(cb, proj, scales, config["size"])
 
 
-def make_checkpoint(path, monkeypatch, *, var_mode, size=16, vocab=24, mean=0.5, std=2.0):
-    """Write a tiny 'vqvae' checkpoint; returns (path, config)."""
+def make_checkpoint(path, *, var_mode, size=16, vocab=24, mean=0.5, std=2.0):
+    """Write a tiny 'vqvae' checkpoint of the stand-in; returns (path, config). Loading it needs
+    the ``stand_in_vqvae`` fixture."""
     cfg = {
         "var_mode": var_mode,
         "scales": [1, 2, 4],
@@ -68,7 +72,6 @@ def make_checkpoint(path, monkeypatch, *, var_mode, size=16, vocab=24, mean=0.5,
         "size": size,
         "resolution": size,
     }
-    monkeypatch.setitem(ck._BUILDERS, "vqvae", stand_in_builder)
     model = stand_in_builder(cfg)
     ck.save_model(
         path, model, kind="vqvae", config=cfg, meta={"normalization": {"mean": mean, "std": std}}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from vqturb.evaluation import plots, report, video
+from vqturb import plots
+from vqturb.evaluation import report, video
 
 
 class _Collect(HTMLParser):

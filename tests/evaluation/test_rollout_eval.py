@@ -324,7 +324,7 @@ def test_vqvae_decoder_maps_unified_ids_and_denormalises(tmp_path, rng):
 
 
 def _checkpoints(tmp_path, rng):
-    from vqturb.training import checkpoint
+    from vqturb import checkpoint
     from vqturb.utils.fileio import file_sha256
 
     vq, vq_cfg = _tiny_vqvae()

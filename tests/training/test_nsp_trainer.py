@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from synthetic_tokens import synthetic_tokens, write_synthetic_tokens
+from vqturb import checkpoint as ck
 from vqturb.cli import main
 from vqturb.data.splits import VAL, SplitRule
 from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
 from vqturb.models.nsp import NSPConfig
-from vqturb.training import checkpoint as ck
 from vqturb.training.nsp_trainer import NSPTrainConfig, train_nsp
 from vqturb.utils.fileio import atomic_save_npz, file_sha256
 

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vqturb import checkpoint as ck
 from vqturb.cli import main
 from vqturb.models import VQVAEConfig
-from vqturb.training import checkpoint as ck
 from vqturb.training import vqvae_trainer as vt
 from vqturb.training.common import TrainingDiverged
 from vqturb.training.metrics import read_metrics

@@ -154,7 +154,7 @@ def benchmark_rollout(
             "all three (trained models) or none (untrained models of --preset)",
         )
     if all(given):
-        from vqturb.training import checkpoint
+        from vqturb import checkpoint
 
         tokens = TokensFile.read(tokens_path)
         nsp, _ = checkpoint.load_model(nsp_checkpoint, kind="nsp")

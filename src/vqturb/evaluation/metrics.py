@@ -11,7 +11,7 @@ Array conventions:
   ``time = 0`` the starting frame t0.
 
 Distances between distributions are the Jensen–Shannon divergence in bits (in [0, 1]) and the
-total-variation distance (in [0, 1]) of ``vqturb.physics.stats``; physics diagnostics follow
+total-variation distance (in [0, 1]) of :mod:`vqturb.metrics`; physics diagnostics follow
 DESIGN.md ("Physics": energy spectrum, enstrophy, spectrum error, vorticity PDF on fixed bins).
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 
 from vqturb.data.tokens_file import scale_positions
+from vqturb.metrics import histogram, js_divergence, relative_l2, spectrum_log_error, tv_distance
 from vqturb.physics import stats
 
 
@@ -115,8 +116,8 @@ def token_metrics(
                 "side": int(scales[k]),
                 "vocab_size": int(v),
                 "deterministic": int(v) == 1,
-                "js": _f(stats.js_divergence(hg[k], hr[k])),
-                "tv": _f(stats.tv_distance(hg[k], hr[k])),
+                "js": _f(js_divergence(hg[k], hr[k])),
+                "tv": _f(tv_distance(hg[k], hr[k])),
                 "hist_generated": _list(hg[k]),
                 "hist_reference": _list(hr[k]),
                 "out_of_range_generated": oor,
@@ -132,8 +133,8 @@ def token_metrics(
     return {
         "per_scale": per_scale,
         "overall": {
-            "js": _f(stats.js_divergence(cg, cr)),
-            "tv": _f(stats.tv_distance(cg, cr)),
+            "js": _f(js_divergence(cg, cr)),
+            "tv": _f(tv_distance(cg, cr)),
         },
         "mean_trainable": {
             "js": float(np.mean([e["js"] for e in trainable])),
@@ -183,7 +184,7 @@ def pixel_metrics(
         ``{"edges": [...], "hist": {name: probs}, "pairs": {"a_vs_b": {"js", "tv"}}}``.
     """
     hists = {
-        name: np.asarray(stats.histogram(np.asarray(x, dtype=np.float32), edges))
+        name: np.asarray(histogram(np.asarray(x, dtype=np.float32), edges))
         for name, x in fields.items()
         if x is not None
     }
@@ -192,8 +193,8 @@ def pixel_metrics(
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             pairs[f"{a}_vs_{b}"] = {
-                "js": _f(stats.js_divergence(hists[a], hists[b])),
-                "tv": _f(stats.tv_distance(hists[a], hists[b])),
+                "js": _f(js_divergence(hists[a], hists[b])),
+                "tv": _f(tv_distance(hists[a], hists[b])),
             }
     return {
         "edges": _list(edges),
@@ -214,14 +215,14 @@ def vorticity_pdf(
     """
     edges = np.asarray(edges, dtype=np.float64)
     width = np.diff(edges)
-    pg = np.asarray(stats.histogram(np.asarray(generated, np.float32), edges), np.float64)
-    pr = np.asarray(stats.histogram(np.asarray(reference, np.float32), edges), np.float64)
+    pg = np.asarray(histogram(np.asarray(generated, np.float32), edges), np.float64)
+    pr = np.asarray(histogram(np.asarray(reference, np.float32), edges), np.float64)
     return {
         "centers": _list(0.5 * (edges[1:] + edges[:-1])),
         "pdf_generated": _list(pg / width),
         "pdf_reference": _list(pr / width),
-        "js": _f(stats.js_divergence(pg, pr)),
-        "tv": _f(stats.tv_distance(pg, pr)),
+        "js": _f(js_divergence(pg, pr)),
+        "tv": _f(tv_distance(pg, pr)),
     }
 
 
@@ -262,7 +263,7 @@ def time_averaged_spectra(
         "k": list(range(eg.shape[-1])),
         "generated": _list(eg),
         "reference": _list(er),
-        "spectrum_error": _f(stats.spectrum_log_error(eg, er, kmax=kmax)),
+        "spectrum_error": _f(spectrum_log_error(eg, er, kmax=kmax)),
         "kmax": kmax,
     }
 
@@ -303,10 +304,8 @@ def time_series(
         "enstrophy_generated": _list(zg.mean(axis=0)),
         "enstrophy_generated_std": _list(zg.std(axis=0)),
         "enstrophy_reference": _list(zr.mean(axis=0)),
-        "spectrum_error_vs_climatology": _list(
-            stats.spectrum_log_error(eg, er_clim[None], kmax=kmax)
-        ),
-        "spectrum_error_vs_same_step": _list(stats.spectrum_log_error(eg[:n], er_t[:n], kmax=kmax)),
+        "spectrum_error_vs_climatology": _list(spectrum_log_error(eg, er_clim[None], kmax=kmax)),
+        "spectrum_error_vs_same_step": _list(spectrum_log_error(eg[:n], er_t[:n], kmax=kmax)),
     }
     if reconstructed is not None:
         rec = np.asarray(reconstructed)
@@ -315,7 +314,7 @@ def time_series(
         )
         ec = np.asarray(stats.energy_spectrum(rec), np.float64).mean(axis=0)
         out["spectrum_error_reconstructed_vs_climatology"] = _list(
-            stats.spectrum_log_error(ec, er_clim[None], kmax=kmax)
+            spectrum_log_error(ec, er_clim[None], kmax=kmax)
         )
     return out
 
@@ -356,10 +355,8 @@ def short_term_skill(
             "n_steps_better_than_persistence": 0,
         }
     truth = reference[:, 1 : k + 1]
-    eg = np.asarray(stats.relative_l2(generated[:, 1 : k + 1], truth), np.float64)  # [S, K]
-    ep = np.asarray(
-        stats.relative_l2(np.broadcast_to(reference[:, :1], truth.shape), truth), np.float64
-    )
+    eg = np.asarray(relative_l2(generated[:, 1 : k + 1], truth), np.float64)  # [S, K]
+    ep = np.asarray(relative_l2(np.broadcast_to(reference[:, :1], truth.shape), truth), np.float64)
     better = eg.mean(0) < ep.mean(0)
     lead = int(np.argmin(better)) if not better.all() else k
     out = {
@@ -372,8 +369,6 @@ def short_term_skill(
     }
     if floor is not None:
         kf = min(k, floor.shape[1] - 1)
-        ef = np.asarray(
-            stats.relative_l2(np.asarray(floor)[:, 1 : kf + 1], truth[:, :kf]), np.float64
-        )
+        ef = np.asarray(relative_l2(np.asarray(floor)[:, 1 : kf + 1], truth[:, :kf]), np.float64)
         out["rel_l2_floor"] = _list(ef.mean(0))
     return out

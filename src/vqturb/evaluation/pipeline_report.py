@@ -24,12 +24,12 @@ def _newest(folder: Path, pattern: str) -> Path | None:
 
 def plot_training_curves(metrics_path: Path, out: Path, keys: tuple[str, ...]) -> Path | None:
     """Loss curves against step from a ``metrics.jsonl``; ``None`` when there is nothing to plot."""
-    from vqturb.evaluation.plots import _figure, save_figure
+    from vqturb.plots import new_figure, save_figure
 
     recs = [r for r in read_metrics(metrics_path) if r.get("kind", "train") == "train"]
     if not recs:
         return None
-    fig = _figure(6.0, 3.6)
+    fig = new_figure(6.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
     for key in keys:
         pts = [(r["step"], r[key]) for r in recs if isinstance(r.get(key), (int, float))]

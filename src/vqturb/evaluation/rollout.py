@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vqturb.data.tokens_file import TokensFile
 from vqturb.utils.progress import Progress
+
+if TYPE_CHECKING:
+    from vqturb.models import AbstractVQVAE
 
 
 def rollout_tokens(
@@ -70,7 +73,7 @@ def rollout_tokens(
 
 
 def vqvae_decoder(
-    vqvae: Any, tokens: TokensFile, *, batch_size: int = 16
+    vqvae: AbstractVQVAE, tokens: TokensFile, *, batch_size: int = 16
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``decode(rows [N, T]) -> fields [N, H, W]`` in physical units, through ``vqvae``.
 

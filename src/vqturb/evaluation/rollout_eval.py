@@ -80,7 +80,7 @@ def evaluate_nsp(
     """
     import jax.random as jr
 
-    from vqturb.training import checkpoint
+    from vqturb import checkpoint
 
     if n_samples < 1 or n_steps < 1:
         raise InputError(

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from vqturb import plots as P
 from vqturb.errors import InputError
-from vqturb.evaluation import plots as P
 from vqturb.evaluation import report as R
 from vqturb.evaluation import video as V
 from vqturb.evaluation.rollout_metrics import rollout_metrics

@@ -1,2 +1,2 @@
 """Pure numerics with no ML dependency: spectral helpers, the forced Navier–Stokes solver, field
-statistics (spectra, relative L2, PSNR, PDFs, JS divergence, TV distance)."""
+statistics (spectra, enstrophy). Comparisons between fields are in :mod:`vqturb.metrics`."""

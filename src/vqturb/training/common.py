@@ -11,8 +11,8 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from vqturb import checkpoint as ck
 from vqturb.errors import InputError, VqturbError
-from vqturb.training import checkpoint as ck
 
 
 class TrainingDiverged(VqturbError):

@@ -32,6 +32,7 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from vqturb import checkpoint as ck
 from vqturb.data.sharding import make_mesh, replicate, shard_batch
 from vqturb.data.splits import SplitRule
 from vqturb.data.tokens_file import TokensFile
@@ -43,7 +44,6 @@ from vqturb.models.nsp import (
     count_parameters,
     trainable_spec,
 )
-from vqturb.training import checkpoint as ck
 from vqturb.training.common import (
     check_finite,
     make_optimizer,

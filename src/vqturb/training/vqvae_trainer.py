@@ -22,12 +22,13 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from vqturb import checkpoint as ck
 from vqturb.data import BatchLoader, Normalization, compute_normalization, open_dataset
 from vqturb.data.sharding import make_mesh, replicate, shard_batch
 from vqturb.errors import InputError
+from vqturb.metrics import psnr, relative_l2, spectrum_log_error
 from vqturb.models import VQVAEConfig, build_model, ema_update, trainable_spec
 from vqturb.physics import stats
-from vqturb.training import checkpoint as ck
 from vqturb.training.common import (
     check_finite,
     compute_dtype,
@@ -126,7 +127,7 @@ def make_train_step(
             "loss": loss,
             "recon_mse": mse,
             "commit_loss": commit,
-            "rel_l2": jnp.mean(stats.relative_l2(recon, batch)),
+            "rel_l2": jnp.mean(relative_l2(recon, batch)),
             "grad_norm": optax.tree.norm(grads),
             **qstats,
         }
@@ -179,9 +180,9 @@ def validate(
     e_true = np.asarray(stats.energy_spectrum(x))
     e_rec = np.asarray(stats.energy_spectrum(y))
     metrics = {
-        "val_rel_l2": float(np.mean(stats.relative_l2(y, x))),
-        "val_psnr": float(np.mean(stats.psnr(y, x, value_range))),
-        "val_spectrum_error": float(np.mean(stats.spectrum_log_error(e_rec, e_true, kmax=n // 2))),
+        "val_rel_l2": float(np.mean(relative_l2(y, x))),
+        "val_psnr": float(np.mean(psnr(y, x, value_range))),
+        "val_spectrum_error": float(np.mean(spectrum_log_error(e_rec, e_true, kmax=n // 2))),
         "val_enstrophy_ratio": float(np.mean(stats.enstrophy(y)) / np.mean(stats.enstrophy(x))),
         "val_fields": int(x.shape[0]),
     }
@@ -192,7 +193,7 @@ def write_validation_figures(
     run_dir: Path, step: int, arrays: dict, vocab_sizes: list[int]
 ) -> list[Path]:
     """Inputs vs reconstructions, codebook usage per scale, true vs reconstructed spectra."""
-    from vqturb.evaluation import plots
+    from vqturb import plots
 
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
