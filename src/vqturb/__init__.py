@@ -8,7 +8,7 @@ __all__ = ["InputError", "VqturbError", "__version__", "load_model"]
 
 
 def load_model(path):
-    """Load a self-describing VQ-VAE checkpoint; returns ``(model, config)``.
+    """Load a self-describing checkpoint (any registered kind); returns ``(model, header)``.
 
     Imported lazily so that ``import vqturb`` stays cheap for the readers and the CLI.
     """

@@ -48,6 +48,9 @@ class StandInVQVAE(AbstractVQVAE):
     def codebooks(self):
         return (self.codebook,) * len(self.scales)
 
+    def __call__(self, x):
+        return self.decode_indices(self.encode(x)), None
+
 
 def stand_in_builder(config):
     d, v = config["codebook_dim"], config["vocab_size"]
@@ -58,7 +61,7 @@ def stand_in_builder(config):
     # spread the scalar values over [-2.5, 2.5] so every scale finds a code near its residual
     vals = cb @ proj
     cb = cb * (jnp.linspace(-2.5, 2.5, v)[jnp.argsort(jnp.argsort(vals))] / vals)[:, None]
-    return StandInVQVAE(cb, proj, scales, config["size"])
+    return StandInVQVAE(codebook=cb, proj=proj, scales=scales, size=config["size"])
 
 
 def make_checkpoint(path, *, var_mode, size=16, vocab=24, mean=0.5, std=2.0):
