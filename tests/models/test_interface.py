@@ -55,3 +55,18 @@ def test_abstract_classes_cannot_be_instantiated():
 
     with pytest.raises(TypeError):
         Incomplete()
+
+
+@pytest.mark.parametrize("var_mode", [False, True])
+def test_leaf_order_is_encoder_quantizer_decoder(var_mode):
+    """The checkpoint payload is the leaves in tree order: it must not depend on how the abstract
+    base classes declare their fields (checkpoints written before them still load)."""
+    import jax
+
+    model = build_model(tiny(var_mode=var_mode), key=jr.PRNGKey(0))
+    tops = []
+    for path, _ in jax.tree_util.tree_flatten_with_path(model)[0]:
+        name = path[0].name
+        if not tops or tops[-1] != name:
+            tops.append(name)
+    assert tops == ["encoder", "quantizer", "decoder"]

@@ -107,7 +107,9 @@ class AbstractEMAVQVAE(AbstractVQVAE):
     ``with_quantizers``.
     """
 
+    # Declared in the final classes' order: the leaves' order is the checkpoint payload's order.
     encoder: eqx.AbstractVar[Encoder2d]
+    quantizer: eqx.AbstractVar[Quantizer2d | MultiScaleQuantizer2d]
     decoder: eqx.AbstractVar[Decoder2d]
     config: eqx.AbstractVar[VQVAEConfig]
 
