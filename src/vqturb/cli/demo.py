@@ -39,7 +39,7 @@ def stages(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
     if quick:  # smoke-test sizes for the test suite
         d.update(
             resolution=64,
-            n_traj=3,
+            n_traj=4,  # the default split keeps 2 for training: 22 NSP pairs >= one batch of 16
             n_save=12,
             t_spinup=1.0,
             vqvae_steps=4,
