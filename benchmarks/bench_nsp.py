@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_nsp.py [--out out_bench_nsp] [--quick]
-        [--parts train,sample,modes] [--batch_size 16] [--steps 3] [--mode_steps 400]
+        [--parts train,sample,modes] [--trunks spec,cpu] [--batch_size 16] [--steps 3]
+        [--mode_steps 400]
 
 Parts:
 
@@ -203,6 +204,7 @@ def main() -> None:
     )
     p.add_argument("--out", default="out_bench_nsp")
     p.add_argument("--parts", default="train,sample,modes")
+    p.add_argument("--trunks", default="spec,cpu", help="trunk presets timed by train and sample")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--steps", type=int, default=3, help="timed training steps per configuration")
     p.add_argument("--sample_batch", type=int, default=8)
@@ -223,7 +225,7 @@ def main() -> None:
         "platform": platform.processor() or platform.machine(),
     }
     md = [f"# NSP benchmark ({result['device']}, scales {SCALES}, vocab {VOCABS})", ""]
-    presets = {"spec": spec_layout(**PRESETS["spec"]), "cpu": spec_layout(**PRESETS["cpu"])}
+    presets = {name: spec_layout(**PRESETS[name]) for name in args.trunks.split(",")}
     if "train" in parts:
         result["train"] = {}
         md += [

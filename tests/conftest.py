@@ -1,8 +1,11 @@
-"""Test-wide setup: CPU only, float32, and small shared fixtures."""
+"""Test-wide setup: CPU only, float32, no persistent compilation cache, small shared fixtures."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The tests must not write into the user's compilation cache (vqturb.utils.compile_cache); the
+# subprocesses they start inherit this too.
+os.environ["VQTURB_COMPILE_CACHE"] = "0"
 
 import numpy as np
 import pytest
