@@ -67,7 +67,7 @@ SIZES = {
         "bench": [*TINY_MODEL, "--resolution", "16", "--batch_size", "2", "--steps", "2"],
         "generate": ["--n_traj", "3", "--resolution", "32", "--n_save", "8", "--t_spinup", "0.5"],
         "train": [*TINY_MODEL, "--batch_size", "4", "--max_steps", "6", "--log_every", "2"],
-        "rollout": ["--preset", "cpu", "--resolution", "32", "--batch", "2", "--n_steps", "2"],
+        "rollout": ["--preset", "cpu", "--resolution", "32", "--batch", "2", "--n_steps", "2", "--repeats", "1"],
         "nsp": ["--parts", "train,sample", "--quick", "--trunks", "cpu"],
     },
 }
@@ -82,7 +82,7 @@ BUDGET_S = {
     "rollout": 60,
     "nsp": 90,
 }
-DRY_SLACK = 4
+DRY_SLACK = 10
 
 
 class StageError(Exception):

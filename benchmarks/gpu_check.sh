@@ -12,7 +12,7 @@
 # system's packages visible, so a machine whose Python already has a CUDA JAX can run without a
 # registry), WHEELS (a folder of wheels installed first with --no-index, for a machine without one),
 # WORK (scratch folder, default gpu_check_work), BUDGET_S (seconds for everything, install included,
-# default 470, 1800 with --dry: the stages get what the install left).
+# default 470, 3600 with --dry: the stages get what the install left).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dry=()
@@ -24,7 +24,7 @@ default_budget=470
 
 if [[ ${#dry[@]} -gt 0 ]]; then
     PYTHON=${PYTHON:-python}
-    default_budget=1800
+    default_budget=3600
 elif [[ -z "${PYTHON:-}" ]]; then
     VENV=${VENV:-.venv-gpu}
     [[ -x "$VENV/bin/python" ]] || python3 -m venv --system-site-packages "$VENV"

@@ -35,7 +35,7 @@ def test_dry_run_prints_one_complete_json(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=3600,
         cwd=tmp_path,
     )
     result = json.loads(p.stdout)
