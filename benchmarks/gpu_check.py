@@ -67,7 +67,18 @@ SIZES = {
         "bench": [*TINY_MODEL, "--resolution", "16", "--batch_size", "2", "--steps", "2"],
         "generate": ["--n_traj", "3", "--resolution", "32", "--n_save", "8", "--t_spinup", "0.5"],
         "train": [*TINY_MODEL, "--batch_size", "4", "--max_steps", "6", "--log_every", "2"],
-        "rollout": ["--preset", "cpu", "--resolution", "32", "--batch", "2", "--n_steps", "2", "--repeats", "1"],
+        "rollout": [
+            "--preset",
+            "cpu",
+            "--resolution",
+            "32",
+            "--batch",
+            "2",
+            "--n_steps",
+            "2",
+            "--repeats",
+            "1",
+        ],
         "nsp": ["--parts", "train,sample", "--quick", "--trunks", "cpu"],
     },
 }
@@ -160,6 +171,11 @@ def vqturb(*args: str) -> list[str]:
     return [sys.executable, "-m", "vqturb", *args]
 
 
+def sig(x: float, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant digits (tiny --dry figures stay non-zero)."""
+    return float(f"{x:.{digits}g}")
+
+
 def last_json(stdout: str) -> dict:
     """The last line of ``stdout`` that is a JSON object."""
     for line in reversed(stdout.splitlines()):
@@ -214,14 +230,14 @@ def train_bench_stage(c: Check, precision: str) -> dict:
         "ms_per_step": r["ms_per_step"],
         "images_per_s": r["images_per_s"],
         "gflop_per_step": r["gflop_per_step"],
-        "achieved_tflops": round(achieved, 3),
-        "peak_tflops": peak,
+        "achieved_tflops": sig(achieved),
+        "peak_tflops": sig(peak),
         "peak": f"{PEAK_FOR[precision]} dense" if peaks else "measured fp32 matmul",
-        "fraction_of_peak": round(achieved / peak, 4),
-        "matmul_tflops_measured": round(r["matmul_gflops"] / 1e3, 3),
+        "fraction_of_peak": sig(achieved / peak),
+        "matmul_tflops_measured": sig(r["matmul_gflops"] / 1e3),
     }
     if peaks and precision == "fp32":
-        out["fraction_of_fp32_peak"] = round(achieved / peaks["fp32"], 4)
+        out["fraction_of_fp32_peak"] = sig(achieved / peaks["fp32"])
     return out
 
 
