@@ -1,7 +1,7 @@
 """The tokens file (``tokens.npz``): one type that reads, validates, writes and decodes it.
 
-Written by ``vqturb tokenizer save``, read by ``vqturb train-nsp`` and ``vqturb eval-nsp``. Fields
-(SPEC "Tokenization", output format, plus vqturb's own):
+Written by ``vqturb tokenizer save``, read by ``vqturb train-nsp`` and ``vqturb eval-nsp``
+(docs/formats.md, "Tokens file"). Fields (SPEC "Tokenization", output format, plus vqturb's own):
 
 ==========================  ==================  ============================================
 field                       shape, dtype        meaning
