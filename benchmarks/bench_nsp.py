@@ -40,12 +40,9 @@ from vqturb.data.tokens_file import TokensFile
 from vqturb.models.nsp import build_nsp, count_parameters, trainable_spec
 from vqturb.models.nsp_config import PRESETS, NSPConfig
 from vqturb.models.nsp_sampling import generate
-from vqturb.training.nsp_trainer import (
-    NSPTrainConfig,
-    optimizer_for,
-    train_nsp,
-    train_step,
-)
+from vqturb.training.loop import RunConfig, cached_optimizer, train_step
+from vqturb.training.nsp_task import NSPObjective, NSPTrainConfig, train_nsp
+from vqturb.training.optim import OptimConfig
 from vqturb.utils.fileio import atomic_write_json, atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -84,16 +81,21 @@ def bench_train(cfg: NSPConfig, batch: int, steps: int, all_scales: bool, rng) -
         rng.standard_normal((cfg.vocab_size, cfg.codebook_dim)).astype(np.float32),
         key=jr.key(0),
     )
-    opt = optimizer_for("lion", 1e-4, 0, 0.0, 1.0)
+    opt = cached_optimizer(OptimConfig(optimizer="lion", lr=1e-4), steps + 1)
     opt_state = opt.init(eqx.filter(model, trainable_spec(model)))
-    t0, t1 = (jax.numpy.asarray(random_rows(cfg, batch, rng)) for _ in range(2))
+    objective = NSPObjective(all_scales=all_scales)
+    rows = random_rows(cfg, batch, rng), random_rows(cfg, batch, rng)
+
+    def pair():  # fresh buffers per step: the step donates its inputs
+        return tuple(jax.numpy.asarray(r) for r in rows)
+
     tc = time.perf_counter()
-    model, opt_state, m = train_step(model, opt_state, t0, t1, jr.key(0), opt, all_scales)
+    model, opt_state, m = train_step(objective, model, opt_state, pair(), jr.key(0), opt)
     jax.block_until_ready(m["loss"])
     compile_s = time.perf_counter() - tc
     ts = time.perf_counter()
     for i in range(steps):
-        model, opt_state, m = train_step(model, opt_state, t0, t1, jr.key(i + 1), opt, all_scales)
+        model, opt_state, m = train_step(objective, model, opt_state, pair(), jr.key(i + 1), opt)
     jax.block_until_ready(m["loss"])
     dt = (time.perf_counter() - ts) / steps
     return {
@@ -142,10 +144,13 @@ def bench_modes(out_dir: Path, steps: int, val_every: int) -> dict:
     res = {}
     for all_scales in (False, True):
         name = "all_scales" if all_scales else "spec"
+        run = RunConfig(
+            checkpoint_dir=str(out_dir / f"run_{name}"), batch_size=16, max_steps=steps, log_every=10,
+            val_every=val_every, save_every=10**9, progress=False,
+        )  # fmt: skip
         tc = NSPTrainConfig(
-            tokens_path=str(tokens), vqvae_checkpoint=None, checkpoint_dir=str(out_dir / f"run_{name}"),
-            lr=3e-4, batch_size=16, max_steps=steps, log_every=10, val_every=val_every, save_every=10**9,
-            all_scales=all_scales, val_fraction=0.25, progress=False,
+            tokens_path=str(tokens), vqvae_checkpoint=None, run=run,
+            optim=OptimConfig(optimizer="lion", lr=3e-4), all_scales=all_scales, val_fraction=0.25,
         )  # fmt: skip
         r = train_nsp(mc, tc, tok)
         wall = {h["step"]: h["wall_s"] for h in r.history}

@@ -15,7 +15,9 @@ import tempfile
 import time
 
 from vqturb.models import VQVAEConfig
-from vqturb.training.vqvae_trainer import VQVAETrainConfig, train_vqvae
+from vqturb.training.loop import RunConfig
+from vqturb.training.optim import OptimConfig
+from vqturb.training.vqvae_task import VQVAETrainConfig, train_vqvae
 
 
 def main() -> None:
@@ -35,13 +37,15 @@ def main() -> None:
                 cfg,
                 VQVAETrainConfig(
                     data_dir=args.data_dir,
-                    checkpoint_dir=run,
-                    batch_size=args.batch_size,
-                    lr=args.lr,
-                    max_steps=args.steps,
-                    save_every=10**9,
-                    val_every=10**9,
-                    progress=False,
+                    run=RunConfig(
+                        checkpoint_dir=run,
+                        batch_size=args.batch_size,
+                        max_steps=args.steps,
+                        save_every=10**9,
+                        val_every=10**9,
+                        progress=False,
+                    ),  # fmt: skip
+                    optim=OptimConfig(lr=args.lr),
                 ),
             )
         print(

@@ -1,7 +1,8 @@
 import jax.numpy as jnp
 import numpy as np
 
-from vqturb.training.metrics import MetricLogger, read_metrics
+from vqturb.training.metrics import MetricLogger
+from vqturb.utils.records import read_metrics
 
 
 def test_metric_logger_jsonl(tmp_path):

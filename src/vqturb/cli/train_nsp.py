@@ -9,16 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 
+from vqturb.cli.train_flags import (
+    add_distributed_flags,
+    add_optim_flags,
+    add_run_flags,
+    optim_config,
+    run_config,
+    start_processes,
+)
+
 # SPEC defaults (../shared/SPEC.md, "Next-Scale Prediction", "Key arguments").
 MODEL_DEFAULTS = {"n_layer": 6, "n_head": 8, "n_embd": 256}
-TRAIN_DEFAULTS = {
-    "epochs": 100,
-    "optimizer": "lion",
-    "lr": 1e-4,
-    "batch_size": 16,
-    "save_every": 500,
-    "val_every": 500,
-}
+RUN_DEFAULTS = {"epochs": 100, "batch_size": 16, "save_every": 500, "val_every": 500}
+OPTIM_DEFAULTS = {"optimizer": "lion", "lr": 1e-4}
 # What --preset cpu changes: a small trunk that trains in minutes on 2 CPU cores (the model part
 # is vqturb.models.nsp_config.PRESETS["cpu"]); Lion at 3e-4 is stable on it and learns in a few hundred
 # steps (the SPEC's 1e-4 is tuned for long GPU runs).
@@ -38,19 +41,12 @@ def register(sub) -> argparse.ArgumentParser:
         required=True,
         help="the VQ-VAE checkpoint that produced the tokens (its SHA-256 must match the tokens')",
     )
-    p.add_argument("--epochs", type=int, help="passes over the training pairs (default 100)")
     p.add_argument("--n_layer", type=int, help="transformer blocks (default 6)")
     p.add_argument("--n_head", type=int, help="attention heads (default 8)")
     p.add_argument("--n_embd", type=int, help="embedding width (default 256)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
-    p.add_argument(
-        "--optimizer", choices=["lion", "adamw", "adafactor"], help="optimiser (default lion)"
-    )
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
-    p.add_argument("--weight_decay", type=float, default=0.0, help="decoupled weight decay")
-    p.add_argument("--warmup_steps", type=int, default=0, help="linear learning-rate warm-up")
-    p.add_argument("--batch_size", type=int, help="global batch of pairs (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_run_flags(p, RUN_DEFAULTS, "nsp")
+    add_optim_flags(p, OPTIM_DEFAULTS)
     p.add_argument("--dt", type=int, default=1, help="pair spacing in time steps (default 1)")
     p.add_argument(
         "--all_scales",
@@ -63,17 +59,8 @@ def register(sub) -> argparse.ArgumentParser:
         default=0.1,
         help="validation share, for tokens files that record no split (default 0.1)",
     )
-    p.add_argument("--checkpoint_dir", default="runs/nsp", help="run folder (default runs/nsp)")
-    p.add_argument("--save_every", type=int, help="checkpoint period in steps (default 500)")
-    p.add_argument("--val_every", type=int, help="validation period in steps (default 500)")
-    p.add_argument("--log_every", type=int, default=10, help="metrics period in steps")
-    p.add_argument(
-        "--resume", default=None, help="'auto' (newest checkpoint in --checkpoint_dir) or a path"
-    )
-    p.add_argument("--max_steps", type=int, default=None, help="stop after this many steps")
-    p.add_argument("--wandb_project", default=None, help="also log to wandb (if installed)")
-    p.add_argument("--wandb_name", default=None, help="wandb run name")
     p.add_argument("--preset", choices=["cpu"], help="a small model that trains on 2 CPU cores")
+    add_distributed_flags(p)
     p.set_defaults(func=run)
     return p
 
@@ -81,40 +68,31 @@ def register(sub) -> argparse.ArgumentParser:
 def resolve_configs(args: argparse.Namespace, tokens):
     """(NSPConfig, NSPTrainConfig) from SPEC defaults, then the preset, then the flags given."""
     from vqturb.models.nsp_config import PRESETS, NSPConfig
-    from vqturb.training.nsp_trainer import NSPTrainConfig
+    from vqturb.training.nsp_task import NSPTrainConfig
 
     model = dict(MODEL_DEFAULTS)
-    train = dict(TRAIN_DEFAULTS)
+    preset = TRAIN_PRESETS[args.preset] if args.preset else {}
     if args.preset:
         model.update(PRESETS[args.preset])
-        train.update(TRAIN_PRESETS[args.preset])
     model.update({k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k) is not None})
-    train.update({k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k) is not None})
     model_cfg = NSPConfig.from_tokens(tokens.fields, dropout=args.dropout, **model)
     train_cfg = NSPTrainConfig(
         tokens_path=args.tokens_path,
         vqvae_checkpoint=args.vqvae_checkpoint,
-        checkpoint_dir=args.checkpoint_dir,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        seed=args.seed,
+        run=run_config(args, RUN_DEFAULTS, preset),
+        optim=optim_config(args, OPTIM_DEFAULTS, preset),
         dt=args.dt,
         all_scales=args.all_scales,
         val_fraction=args.val_fraction,
-        max_steps=args.max_steps,
-        log_every=args.log_every,
-        resume=args.resume,
-        wandb_project=args.wandb_project,
-        wandb_name=args.wandb_name,
-        **train,
     )
     return model_cfg, train_cfg
 
 
 def run(args: argparse.Namespace) -> int:
     from vqturb.data.tokens_file import TokensFile
-    from vqturb.training.nsp_trainer import train_nsp
+    from vqturb.training.nsp_task import train_nsp
 
+    start_processes(args)
     tokens = TokensFile.read(args.tokens_path)
     model_cfg, train_cfg = resolve_configs(args, tokens)
     result = train_nsp(model_cfg, train_cfg, tokens)

@@ -8,6 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from vqturb.cli.train_flags import (
+    add_distributed_flags,
+    add_optim_flags,
+    add_run_flags,
+    optim_config,
+    run_config,
+    start_processes,
+)
+
 # SPEC defaults (../shared/SPEC.md, "Key Hyperparameters" and "Training").
 MODEL_DEFAULTS = {
     "hidden_dim": 512,
@@ -21,7 +30,8 @@ MODEL_DEFAULTS = {
     "scales": (1, 2, 4, 8, 16),
     "decay": 0.99,
 }
-TRAIN_DEFAULTS = {"epochs": 100, "batch_size": 16, "lr": 1e-4}
+RUN_DEFAULTS = {"epochs": 100, "batch_size": 16, "save_every": 500, "val_every": 500}
+OPTIM_DEFAULTS = {"optimizer": "adam", "lr": 1e-4}  # SPEC: Adam at 1e-4
 
 # Training settings a preset changes besides the model (the model part is VQVAEConfig.preset).
 TRAIN_PRESETS = {
@@ -144,23 +154,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--h5_key", default=None, help="dataset path inside HDF5 files (default: The Well layout)"
     )
-    p.add_argument("--epochs", type=int, help="passes over the training split (default 100)")
-    p.add_argument(
-        "--batch_size", type=int, help="global batch size, split over devices (default 16)"
-    )
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+    add_run_flags(p, RUN_DEFAULTS, "vqvae")
+    add_optim_flags(p, OPTIM_DEFAULTS)
     add_model_flags(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--checkpoint_dir", default="runs/vqvae", help="run folder (default runs/vqvae)")
-    p.add_argument("--save_every", type=int, help="checkpoint period in steps (default 500)")
-    p.add_argument("--val_every", type=int, help="validation period in steps (default 500)")
-    p.add_argument("--log_every", type=int, default=10, help="metrics period in steps (default 10)")
-    p.add_argument(
-        "--resume",
-        default=None,
-        help="'auto' (newest checkpoint in --checkpoint_dir) or a ckpt_*.eqx path",
-    )
-    p.add_argument("--max_steps", type=int, default=None, help="stop after this many steps")
     p.add_argument(
         "--precision",
         choices=["fp32", "bf16"],
@@ -170,46 +166,31 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--no_kmeans_init", action="store_true", help="do not initialise codebooks by k-means"
     )
-    p.add_argument(
-        "--wandb_project",
-        default=None,
-        help="also log to this wandb project (if wandb is installed)",
-    )
-    p.add_argument("--wandb_name", default=None, help="wandb run name")
+    add_distributed_flags(p)
     p.set_defaults(func=run)
     return p
 
 
 def resolve_train_config(args: argparse.Namespace):
-    from vqturb.training.vqvae_trainer import VQVAETrainConfig
+    from vqturb.training.vqvae_task import VQVAETrainConfig
 
-    base = {**TRAIN_DEFAULTS, "save_every": 500, "val_every": 500}
-    if args.preset:
-        base.update(TRAIN_PRESETS[args.preset])
-    for k in ("epochs", "batch_size", "lr", "save_every", "val_every"):
-        if getattr(args, k) is not None:
-            base[k] = getattr(args, k)
+    preset = TRAIN_PRESETS.get(args.preset, {}) if args.preset else {}
     return VQVAETrainConfig(
         data_dir=args.data_dir,
-        checkpoint_dir=args.checkpoint_dir,
+        run=run_config(args, RUN_DEFAULTS, preset),
+        optim=optim_config(args, OPTIM_DEFAULTS, preset),
         var=args.var,
         h5_key=args.h5_key,
-        seed=args.seed,
-        log_every=args.log_every,
-        resume=args.resume,
-        max_steps=args.max_steps,
         precision=args.precision,
         kmeans_init=not args.no_kmeans_init,
-        wandb_project=args.wandb_project,
-        wandb_name=args.wandb_name,
-        **base,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from vqturb.data import open_dataset
-    from vqturb.training.vqvae_trainer import train_vqvae
+    from vqturb.training.vqvae_task import train_vqvae
 
+    start_processes(args)
     ds = open_dataset(args.data_dir, var=args.var, h5_key=args.h5_key)
     # Check divisibility against the data first: that error names the offending file.
     ds.check_divisible(2 ** len(_channel_mult(args)))

@@ -46,7 +46,7 @@ def _prefetch_iter(fn: Callable[[int], Any], start: int, stop: int, prefetch: in
     return iter(ds.to_iter_dataset(opts))
 
 
-class _Schedule:
+class BatchSchedule:
     """Which item indices make up the batch at each global step."""
 
     def __init__(self, n_items: int, batch_size: int, seed: int, shuffle: bool, drop_last: bool):
@@ -85,7 +85,7 @@ def _normalize_inplace(x: np.ndarray, norm: Normalization) -> None:
     np.divide(x, norm.std, out=x)
 
 
-def _fingerprint(kind: str, subset: Subset, schedule: _Schedule, extra: str = "") -> str:
+def _fingerprint(kind: str, subset: Subset, schedule: BatchSchedule, extra: str = "") -> str:
     ds = subset.dataset
     h = hashlib.sha256()
     h.update(
@@ -117,7 +117,7 @@ class _ScheduledLoader:
 
     subset: Subset
     prefetch: int
-    _schedule: _Schedule
+    _schedule: BatchSchedule
     _extra: str
 
     @property
@@ -140,14 +140,17 @@ class _ScheduledLoader:
         """Schedule positions (subset positions, or pair rows) of the batch at ``step``."""
         return self._schedule.indices_at(step)
 
-    def batch_at(self, step: Index):
+    def batch_at(self, step: Index, *, rows: slice | None = None):
         raise NotImplementedError
 
-    def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator:
+    def iterate(
+        self, start_step: int = 0, num_steps: int | None = None, *, rows: slice | None = None
+    ) -> Iterator:
         """Batches for steps ``start_step, start_step + 1, ...`` (forever unless ``num_steps``),
-        prepared ``prefetch`` ahead on background threads."""
+        prepared ``prefetch`` ahead on background threads; ``rows`` as in :meth:`batch_at`."""
         stop = _FOREVER if num_steps is None else start_step + num_steps
-        return _prefetch_iter(self.batch_at, start_step, stop, self.prefetch)
+        fn = self.batch_at if rows is None else (lambda s: self.batch_at(s, rows=rows))
+        return _prefetch_iter(fn, start_step, stop, self.prefetch)
 
 
 class BatchLoader(_ScheduledLoader):
@@ -182,12 +185,14 @@ class BatchLoader(_ScheduledLoader):
         self.batch_size = batch_size
         self.normalization = normalization
         self.prefetch = prefetch
-        self._schedule = _Schedule(len(subset), batch_size, seed, shuffle, drop_last)
+        self._schedule = BatchSchedule(len(subset), batch_size, seed, shuffle, drop_last)
         self._extra = ""
 
-    def batch_at(self, step: Index) -> np.ndarray:
-        """The batch at global step ``step``: float32 ``[B, H, W]`` (normalised if configured)."""
-        x = self.subset.get_batch(self.indices_at(step))
+    def batch_at(self, step: Index, *, rows: slice | None = None) -> np.ndarray:
+        """The batch at global step ``step``: float32 ``[B, H, W]`` (normalised if configured).
+        ``rows`` reads only that slice of it (one process's share of a multi-process batch)."""
+        idx = self.indices_at(step)
+        x = self.subset.get_batch(idx if rows is None else idx[rows])
         if self.normalization is not None:
             _normalize_inplace(x, self.normalization)
         return x
@@ -225,14 +230,16 @@ class PairLoader(_ScheduledLoader):
         self.batch_size = batch_size
         self.normalization = normalization
         self.prefetch = prefetch
-        self._schedule = _Schedule(len(self.pairs), batch_size, seed, shuffle, drop_last)
+        self._schedule = BatchSchedule(len(self.pairs), batch_size, seed, shuffle, drop_last)
         self._extra = f"dt={dt}"
 
-    def batch_at(self, step: Index) -> tuple[np.ndarray, np.ndarray]:
-        """``(x_t, x_{t+dt})`` at global step ``step``, each float32 ``[B, H, W]``."""
-        rows = self.pairs[self.indices_at(step)]
-        x0 = self.subset.get_batch(rows[:, 0])
-        x1 = self.subset.get_batch(rows[:, 1])
+    def batch_at(self, step: Index, *, rows: slice | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(x_t, x_{t+dt})`` at global step ``step``, each float32 ``[B, H, W]`` (``rows``: only
+        that slice of the batch)."""
+        sel = self.indices_at(step)
+        pairs = self.pairs[sel if rows is None else sel[rows]]
+        x0 = self.subset.get_batch(pairs[:, 0])
+        x1 = self.subset.get_batch(pairs[:, 1])
         if self.normalization is not None:
             _normalize_inplace(x0, self.normalization)
             _normalize_inplace(x1, self.normalization)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vqturb.evaluation.report import Image, Links, Section, Table, Text, build_report
-from vqturb.training.metrics import read_metrics
+from vqturb.utils.records import read_metrics
 
 
 def _newest(folder: Path, pattern: str) -> Path | None:

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from vqturb.models import VQVAEConfig, build_model, trainable_spec
-from vqturb.training.common import make_optimizer
-from vqturb.training.vqvae_trainer import make_train_step
+from vqturb.training.loop import train_step
+from vqturb.training.optim import OptimConfig, make_optimizer
+from vqturb.training.vqvae_task import VQVAEObjective
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
@@ -62,23 +63,28 @@ def bench_train(
     """Time ``steps`` training steps on random fields; returns a JSON-safe dict of figures."""
     key = jr.PRNGKey(seed)
     model = build_model(model_cfg, key=key)
-    optimizer = make_optimizer("adam", lr)
+    optimizer = make_optimizer(OptimConfig(optimizer="adam", lr=lr), steps + 1)
     opt_state = optimizer.init(eqx.filter(model, trainable_spec(model)))
-    step = make_train_step(optimizer, beta=model_cfg.commitment_weight, precision=precision)
-    batch = jr.normal(jr.PRNGKey(seed + 1), (batch_size, resolution, resolution), jnp.float32)
+    objective = VQVAEObjective(beta=model_cfg.commitment_weight, precision=precision)
+    shape = (batch_size, resolution, resolution)
 
+    def batch():  # a fresh buffer per step: the step donates its inputs
+        return jr.normal(jr.PRNGKey(seed + 1), shape, jnp.float32)
+
+    # cost analysis first, on arguments that are not donated afterwards
+    flops = step_flops(train_step, objective, model, opt_state, batch(), jr.key(0), optimizer)
     t0 = time.perf_counter()
-    model, opt_state, m = step(model, opt_state, batch, jr.PRNGKey(0))
+    model, opt_state, m = train_step(objective, model, opt_state, batch(), jr.key(0), optimizer)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
     times = []
     for i in range(steps):
+        x, k = jax.block_until_ready((batch(), jr.key(i + 1)))
         t = time.perf_counter()
-        model, opt_state, m = step(model, opt_state, batch, jr.PRNGKey(i + 1))
+        model, opt_state, m = train_step(objective, model, opt_state, x, k, optimizer)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    flops = step_flops(step, model, opt_state, batch, jr.PRNGKey(0))
     mm = matmul_gflops()
     n_params = sum(
         x.size

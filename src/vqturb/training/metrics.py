@@ -1,29 +1,17 @@
-"""Metric sinks: a JSONL file in the run folder always, Weights & Biases when installed and asked."""
+"""Metric sinks: a JSONL file in the run folder always, Weights & Biases when installed and asked.
+
+Reading ``metrics.jsonl`` back is :func:`vqturb.utils.records.read_metrics` (reports use it without
+importing training)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-
-def to_python(value: Any) -> Any:
-    """Turn JAX/NumPy scalars and arrays into JSON-safe Python values (NaN/Inf become None)."""
-    if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
-        arr = np.asarray(value)
-        value = arr.item() if arr.ndim == 0 else arr.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [to_python(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_python(v) for k, v in value.items()}
-    return value
+from vqturb.utils.records import to_python
 
 
 class MetricLogger:
@@ -84,7 +72,11 @@ class MetricLogger:
         self.close()
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """Read a ``metrics.jsonl`` file back (used by reports and tests)."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+class NullLogger:
+    """The sink of processes other than 0 in a multi-process run: records are returned, not written."""
+
+    def log(self, step: int, metrics: dict[str, Any], **extra: Any) -> dict:
+        return {"step": int(step), "time": time.time(), **to_python(metrics), **extra}
+
+    def close(self) -> None:
+        pass

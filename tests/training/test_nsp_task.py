@@ -19,9 +19,12 @@ from vqturb.cli import main
 from vqturb.data.splits import VAL, SplitRule
 from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
-from vqturb.models.nsp import NSPConfig
-from vqturb.training.nsp_trainer import NSPTrainConfig, train_nsp
+from vqturb.models.nsp_config import NSPConfig
+from vqturb.training.loop import RunConfig
+from vqturb.training.nsp_task import NSPTrainConfig, train_nsp
+from vqturb.training.optim import OptimConfig
 from vqturb.utils.fileio import atomic_save_npz, file_sha256
+from vqturb.utils.records import read_metrics
 
 # one tiny trunk for every run in this file: the compiled step is shared between tests
 TRUNK = {"n_layer": 2, "n_head": 2, "n_embd": 32}
@@ -29,10 +32,6 @@ TRUNK = {"n_layer": 2, "n_head": 2, "n_embd": 32}
 
 def arrays_of(model):
     return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(model, eqx.is_array))]
-
-
-def read_metrics(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +45,20 @@ def tokens_path(tmp_path_factory):
 
 
 def config(tokens_path, run_dir, **kw):
+    """A tiny run: keyword arguments go to RunConfig, OptimConfig or NSPTrainConfig by name."""
     base = dict(
-        tokens_path=str(tokens_path),
         vqvae_checkpoint=str(Path(tokens_path).parent / "vqvae.eqx"),
-        checkpoint_dir=str(run_dir),
-        batch_size=4,
-        lr=1e-3,
-        log_every=2,
-        save_every=3,
-        val_every=100,
-        progress=False,
-    )
+        batch_size=4, lr=1e-3, log_every=2, save_every=3, val_every=100, progress=False,
+    )  # fmt: skip
     base.update(kw)
-    return NSPTrainConfig(**base)
+    run_kw = {k: base.pop(k) for k in list(base) if k in RunConfig.__dataclass_fields__}
+    optim_kw = {k: base.pop(k) for k in list(base) if k in OptimConfig.__dataclass_fields__}
+    return NSPTrainConfig(
+        tokens_path=str(tokens_path),
+        run=RunConfig(checkpoint_dir=str(run_dir), **run_kw),
+        optim=OptimConfig(**{"optimizer": "lion", **optim_kw}),
+        **base,
+    )
 
 
 def model_config(tokens_path):
@@ -188,16 +188,16 @@ def test_cli_trains_and_writes_final(tmp_path, tokens_path):
     assert (run / "final.eqx").is_file()
     header = ck.read_header(run / "final.eqx")
     assert header["kind"] == "nsp" and header["config"]["n_embd"] == 32
-    assert json.loads((run / "config.json").read_text())["train"]["optimizer"] == "lion"
+    assert json.loads((run / "config.json").read_text())["train"]["optim"]["optimizer"] == "lion"
 
 
 SCRIPT = r"""
 import json, sys
-sys.path[:0] = [{tests!r}, {tests!r} + "/.."]  # test_nsp_trainer and the tests/ helpers
+sys.path[:0] = [{tests!r}, {tests!r} + "/.."]  # test_nsp_task and the tests/ helpers
 import jax
 assert jax.device_count() == 4, jax.devices()
-from test_nsp_trainer import config, model_config
-from vqturb.training.nsp_trainer import train_nsp
+from test_nsp_task import config, model_config
+from vqturb.training.nsp_task import train_nsp
 train_nsp(model_config({tokens!r}), config({tokens!r}, {run!r}, max_steps=4, log_every=1))
 """
 

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,9 +13,10 @@ import pytest
 from vqturb import checkpoint as ck
 from vqturb.cli import main
 from vqturb.models import VQVAEConfig
-from vqturb.training import vqvae_trainer as vt
-from vqturb.training.common import TrainingDiverged
-from vqturb.training.metrics import read_metrics
+from vqturb.training import vqvae_task as vt
+from vqturb.training.loop import RunConfig, TrainingDiverged
+from vqturb.training.optim import OptimConfig
+from vqturb.utils.records import read_metrics
 
 # 16x16 fields, two stages (4x down), so the latent grid is 4x4.
 TINY = dict(
@@ -30,22 +33,30 @@ def tiny_cfg(var_mode=True):
     return VQVAEConfig(**TINY, var_mode=var_mode, scales=(1, 2, 4), resolution=16, norm_groups=4)
 
 
+RUN_FIELDS = {f for f in RunConfig.__dataclass_fields__}
+OPTIM_FIELDS = {f for f in OptimConfig.__dataclass_fields__}
+
+
 def train_cfg(data, run, **kw):
+    """A tiny run: keyword arguments go to RunConfig, OptimConfig or VQVAETrainConfig by name."""
     base = dict(
-        data_dir=str(data),
-        checkpoint_dir=str(run),
-        batch_size=4,
-        lr=1e-3,
-        val_fraction=0.34,
-        test_fraction=0.0,
-        log_every=1,
-        save_every=3,
-        val_every=1000,
-        val_fields=4,
-        progress=False,
-    )
+        batch_size=4, lr=1e-3, val_fraction=0.34, test_fraction=0.0, log_every=1, save_every=3,
+        val_every=1000, val_fields=4, progress=False,
+    )  # fmt: skip
     base.update(kw)
-    return vt.VQVAETrainConfig(**base)
+    run_kw = {k: base.pop(k) for k in list(base) if k in RUN_FIELDS}
+    optim_kw = {k: base.pop(k) for k in list(base) if k in OPTIM_FIELDS}
+    return vt.VQVAETrainConfig(
+        data_dir=str(data),
+        run=RunConfig(checkpoint_dir=str(run), **run_kw),
+        optim=OptimConfig(**optim_kw),
+        **base,
+    )
+
+
+def model_state_arrays(model):
+    """All array leaves of a model as NumPy (for comparing runs)."""
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
 
 
 def test_train_writes_final_checkpoint_metrics_and_figures(mat_dataset, tmp_path):
@@ -92,7 +103,7 @@ def test_resumed_run_equals_uninterrupted(mat_dataset, tmp_path):
     )
     a, _ = ck.load_model(full.final_path)
     b, _ = ck.load_model(resumed.final_path)
-    for x, y in zip(vt.model_state_arrays(a), vt.model_state_arrays(b), strict=True):
+    for x, y in zip(model_state_arrays(a), model_state_arrays(b), strict=True):
         np.testing.assert_array_equal(x, y)
     steps_b = [
         r["step"] for r in read_metrics(tmp_path / "b" / "metrics.jsonl") if r["kind"] == "train"
@@ -119,11 +130,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(mat_dataset, tmp_path, mo
         return loss * jnp.nan, aux
 
     monkeypatch.setattr(vt, "vqvae_loss", poisoned)
+    eqx.clear_caches()  # the step compiled by the first run would not see the patched loss
     with pytest.raises(TrainingDiverged, match="ckpt_000000003"):
         vt.train_vqvae(tiny_cfg(), train_cfg(mat_dataset, run, max_steps=6, resume="auto"))
     assert ck.list_checkpoints(run) == [3]
     assert ck.checkpoint_paths(run, 3)[0].read_bytes() == good
     assert not (run / "final.eqx").exists()
+    monkeypatch.undo()
+    eqx.clear_caches()
 
 
 def test_cli_train_vqvae_and_errors(mat_dataset, tmp_path, capsys):
@@ -160,7 +174,8 @@ def test_cli_train_vqvae_and_errors(mat_dataset, tmp_path, capsys):
     assert (run / "final.eqx").is_file()
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["vocab_size"] == 16 and cfg["model"]["var_mode"] is True
-    assert cfg["train"]["lr"] == 1e-4  # SPEC default when not given
+    assert cfg["train"]["optim"]["lr"] == 1e-4  # SPEC default when not given
+    assert cfg["train"]["optim"]["optimizer"] == "adam"
     assert main(["train-vqvae", "--data_dir", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "Traceback" not in err
@@ -186,8 +201,8 @@ SCRIPT = r"""
 import json, sys
 sys.path.insert(0, {tests!r})
 from vqturb.models import VQVAEConfig
-from vqturb.training import vqvae_trainer as vt
-from test_vqvae_trainer import tiny_cfg, train_cfg
+from vqturb.training import vqvae_task as vt
+from test_vqvae_task import tiny_cfg, train_cfg
 import jax
 assert jax.device_count() == {n}, jax.devices()
 vt.train_vqvae(tiny_cfg(), train_cfg({data!r}, {run!r}, max_steps=3, kmeans_init=False))
@@ -234,6 +249,6 @@ def test_bf16_training_keeps_fp32_parameters_and_codebooks(mat_dataset, tmp_path
         tiny_cfg(), train_cfg(mat_dataset, tmp_path / "bf16", max_steps=2, precision="bf16")
     )
     model, _ = ck.load_model(res.final_path)
-    assert all(x.dtype == np.float32 for x in vt.model_state_arrays(model) if x.dtype.kind == "f")
+    assert all(x.dtype == np.float32 for x in model_state_arrays(model) if x.dtype.kind == "f")
     train = [r for r in read_metrics(tmp_path / "bf16" / "metrics.jsonl") if r["kind"] == "train"]
     assert all(np.isfinite(r["loss"]) for r in train)
