@@ -205,10 +205,10 @@ class NSPTask(TrainTask):
     def __init__(self, model_cfg: NSPConfig, cfg: NSPTrainConfig, tokens: TokensFile | None = None):
         self.kind, self.name = "nsp", "train-nsp"
         self.model_cfg, self.cfg = model_cfg, cfg
-        tokens = load_nsp_tokens(cfg.tokens_path) if tokens is None else tokens
+        tokens = TokensFile.read(cfg.tokens_path) if tokens is None else tokens
         self.tokens = tokens
         self.vq_sha = (
-            check_tokens_checkpoint(tokens, cfg.vqvae_checkpoint) if cfg.vqvae_checkpoint else None
+            tokens.check_checkpoint(cfg.vqvae_checkpoint) if cfg.vqvae_checkpoint else None
         )
         for f in ("scales", "scale_offsets", "scale_vocab_sizes"):
             if getattr(model_cfg, f) != getattr(tokens, f):
