@@ -131,6 +131,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(mat_dataset, tmp_path, mo
 
     monkeypatch.setattr(vt, "vqvae_loss", poisoned)
     eqx.clear_caches()  # the step compiled by the first run would not see the patched loss
+    jax.clear_caches()
     with pytest.raises(TrainingDiverged, match="ckpt_000000003"):
         vt.train_vqvae(tiny_cfg(), train_cfg(mat_dataset, run, max_steps=6, resume="auto"))
     assert ck.list_checkpoints(run) == [3]
@@ -138,6 +139,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(mat_dataset, tmp_path, mo
     assert not (run / "final.eqx").exists()
     monkeypatch.undo()
     eqx.clear_caches()
+    jax.clear_caches()
 
 
 def test_cli_train_vqvae_and_errors(mat_dataset, tmp_path, capsys):
