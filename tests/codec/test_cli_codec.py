@@ -111,4 +111,18 @@ def test_bench_rd(setup, capsys):
     methods = {r["method"] for r in res["rows"]}
     assert {"vqturb (entropy-coded)", "vqturb (raw bits)", "fourier", "zfp", "sz3"} <= methods
     assert res["throughput"]["tokenize_fields_per_s"] > 0
+    # the curve: one point per number of scales decoded, more bytes and less error with more
+    curve = sorted(
+        (r for r in res["rows"] if r["method"] == "vqturb (entropy-coded)"),
+        key=lambda r: r["params"]["scales_decoded"],
+    )
+    assert [r["params"]["scales_decoded"] for r in curve] == [1, 2, 3]
+    assert np.all(np.diff([r["bytes_per_field"] for r in curve]) > 0)
+    assert curve[-1]["rel_l2"] < curve[0]["rel_l2"]
+    # the video codecs were measured at every point of the curve
+    sizes = {round(r["bytes_per_field"], 3) for r in curve}
+    for codec in ("h264 (libx264)", "h265 (libx265)", "av1 (libsvtav1)"):
+        rows = [r for r in res["rows"] if r["method"] == codec]
+        assert {r["target_bytes"] for r in rows} == sizes
+        assert all(np.isfinite(r["rel_l2"]) for r in rows)
     assert (out / "rd.png").exists() and "At vqturb's own size" in (out / "rd.md").read_text()

@@ -35,6 +35,7 @@ def test_sweep_writes_all_outputs(tmp_path, rng):
     data = json.loads(paths["json"].read_text())
     methods = {r["method"] for r in data["rows"]}
     baselines = {"fourier", "zfp", "sz3", "sz3 (3-D stack)", "pod"}
+    baselines |= {"h264 (libx264)", "h265 (libx265)", "av1 (libsvtav1)"}
     assert methods == {"vqturb (entropy-coded)", "mean-only"} | baselines
     # every baseline was measured at vqturb's own size too
     at_own = {r["method"] for r in data["rows"] if r["at_vqturb_size"]}
@@ -42,6 +43,8 @@ def test_sweep_writes_all_outputs(tmp_path, rng):
     for r in data["rows"]:
         for key in ("bytes_per_field", "rel_l2", "psnr_db", "spectrum_log_err", "enstrophy_ratio"):
             assert np.isfinite(r[key]), (r["method"], key)
+    # the video codecs are measured at vqturb's curve sizes only
+    assert {r["target_bytes"] for r in data["rows"] if r["method"].startswith("h264")} == {20.0}
     md = paths["md"].read_text()
     assert "| method |" in md and "At vqturb's own size" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

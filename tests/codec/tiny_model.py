@@ -43,7 +43,10 @@ class StandInVQVAE(AbstractVQVAE):
 
     def decode_indices(self, indices):
         v = self._values()
-        return sum(self._up(v[i], s) for i, s in zip(indices, self.scales, strict=True))
+        # a coarse-to-fine prefix of the scales decodes progressively, as the real model does
+        return sum(
+            self._up(v[i], s) for i, s in zip(indices, self.scales[: len(indices)], strict=True)
+        )
 
     def codebooks(self):
         return (self.codebook,) * len(self.scales)

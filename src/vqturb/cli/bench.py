@@ -35,12 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def register_rd(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "rd",
-        help="rate–distortion: vqturb tokens vs Fourier, POD, SZ3, ZFP at equal bytes per field",
+        help="rate–distortion: vqturb tokens vs Fourier, POD, SZ3, ZFP, H.264/H.265/AV1 at equal "
+        "bytes per field",
         description=(
-            "On the test split, compare vqturb (entropy-coded .vqz and raw index bits) with "
-            "Fourier truncation, POD fitted on the training split, SZ3 and ZFP at equal bytes per "
-            "field, plus the mean-only floor. Writes rd.json, rd.md and rd.png to --output_dir "
-            "and reports tokenization and decoding throughput."
+            "On the test split, compare vqturb (entropy-coded .vqz and raw index bits; one point "
+            "per number of scales decoded, progressively) with Fourier truncation, POD fitted on "
+            "the training split, SZ3, ZFP and the H.264/H.265/AV1 video codecs (ffmpeg) at equal "
+            "bytes per field, plus the mean-only floor. Writes rd.json, rd.md and rd.png to "
+            "--output_dir and reports tokenization and decoding throughput."
         ),
     )
     p.add_argument("--checkpoint", required=True, help="VQ-VAE checkpoint (.eqx)")
@@ -58,14 +60,25 @@ def register_rd(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
         "--max_train", type=int, default=512, help="at most this many training fields for POD [512]"
     )
     p.add_argument("--batch_size", type=int, default=16, help="fields per model call [16]")
+    p.add_argument(
+        "--video",
+        default="h264,h265,av1",
+        help="video codecs measured at vqturb's sizes, comma-separated, or 'none' [h264,h265,av1]",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_rd)
     return p
 
 
 def run_rd(args: argparse.Namespace) -> int:
+    from vqturb.codec.baselines import VIDEO_FORMATS
     from vqturb.codec.bench import run_rd_benchmark
     from vqturb.errors import InputError
+
+    video = () if args.video == "none" else tuple(v for v in args.video.split(",") if v)
+    for v in video:
+        if v not in VIDEO_FORMATS:
+            raise InputError(None, "--video", repr(v), ", ".join(VIDEO_FORMATS) + " or none")
 
     try:
         bpv = tuple(float(x) for x in args.bits_per_value.split(","))
@@ -83,6 +96,7 @@ def run_rd(args: argparse.Namespace) -> int:
         max_test=args.max_test,
         max_train=args.max_train,
         batch_size=args.batch_size,
+        video=video,
         progress=not args.no_progress,
     )
     print(paths["md"].read_text())

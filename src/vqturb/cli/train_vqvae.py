@@ -156,6 +156,18 @@ def register(sub) -> argparse.ArgumentParser:
     )
     add_run_flags(p, RUN_DEFAULTS, "vqvae")
     add_optim_flags(p, OPTIM_DEFAULTS)
+    p.add_argument(
+        "--spectral_weight",
+        type=float,
+        default=0.0,
+        help="weight of the energy-spectrum log-error loss term (default 0)",
+    )
+    p.add_argument(
+        "--gradient_weight",
+        type=float,
+        default=0.0,
+        help="weight of the relative gradient-error loss term (default 0)",
+    )
     add_model_flags(p)
     p.add_argument(
         "--precision",
@@ -183,6 +195,8 @@ def resolve_train_config(args: argparse.Namespace):
         h5_key=args.h5_key,
         precision=args.precision,
         kmeans_init=not args.no_kmeans_init,
+        spectral_weight=args.spectral_weight,
+        gradient_weight=args.gradient_weight,
     )
 
 

@@ -15,19 +15,31 @@ compressor could.
   grid and refines, keeping the best setting that fits rather than assuming monotonicity).
 - :func:`zfp`: ZFP (``zfpy``) fixed-rate. Rates below 0.5625 bits/value crash ``zfpy``, so the
   rate is clamped and smaller sizes are reached by spectral downsampling first.
+- :class:`VideoCodec`: H.264 (libx264), H.265 (libx265) or AV1 (SVT-AV1) through the ``ffmpeg``
+  that ``imageio-ffmpeg`` ships, over all fields as the frames of one gray video in their order
+  (time order within a trajectory): the stack's float32 min/max (8 bytes, counted) map the values
+  to the codec's bit depth, the constant rate factor is searched for the size, and the
+  quantisation to integers is part of the error.
 - :func:`mean_only`: each field replaced by its mean (4 bytes): the floor every method must beat.
 
 References: Lindstrom (2014) ZFP, IEEE TVCG 20(12); Liang et al. (2023) SZ3, IEEE TBD;
-Holmes, Lumley & Berkooz (1996) POD.
+Holmes, Lumley & Berkooz (1996) POD; Wiegand et al. (2003) H.264/AVC, IEEE TCSVT 13(7);
+Sullivan et al. (2012) HEVC, IEEE TCSVT 22(12); Han et al. (2021) AV1, Proc. IEEE 109(9).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
+import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+from vqturb.errors import InputError
 
 ZFP_MIN_RATE = 0.5625  # bits/value; zfpy crashes below (fixed-rate, 2-D blocks of 4×4)
 FLOAT_BYTES = 4  # a per-field float32 scale or mean
@@ -360,12 +372,252 @@ def sz3(
     return _best(cands, target_bytes, fields)
 
 
-# ------------------------------------------------------------------ mean-only floor
-
-
 def sz3_stack(fields: np.ndarray, target_bytes: float) -> Coded:
     """SZ3 on all fields as one 3-D array (see :func:`sz3`)."""
     return sz3(fields, target_bytes, stack=True)
+
+
+# ------------------------------------------------------------------ video codecs (ffmpeg)
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """How one video codec is driven through ffmpeg."""
+
+    encoder: str  # ffmpeg encoder name
+    stream: str  # raw elementary-stream (de)muxer: no container bytes beyond the codec's own
+    q_flag: str  # constant-quality option
+    q_range: tuple[int, int]  # best (0: lossless or near) .. worst quality
+    # (bit depth, pixel format) the encoder takes: gray*, or yuv420p* whose chroma planes are
+    # filled with the mid level (a constant the codec spends next to nothing on)
+    pix_fmts: tuple[tuple[int, str], ...]
+    options: tuple[str, ...] = ()
+
+
+VIDEO_FORMATS: dict[str, VideoFormat] = {
+    "h264": VideoFormat(
+        "libx264", "h264", "-crf", (0, 51), ((8, "gray"), (10, "gray10le")), ("-preset", "slow")
+    ),
+    # preset medium, not slow: slow is 5–10% lower error at equal bytes on the demo fields but
+    # 3–6× the time per encode, and the search runs ~10 encodes per target
+    "h265": VideoFormat(
+        "libx265",
+        "hevc",
+        "-crf",
+        (0, 51),
+        ((8, "gray"), (10, "gray10le"), (12, "gray12le")),
+        ("-preset", "medium", "-x265-params", "log-level=none:info=0"),
+    ),
+    # SVT-AV1 rather than libaom: the same error at equal bytes on the demo fields within a few
+    # percent, at ~1/10 of libaom's time (cpu-used 8: 2–6 s per 100 frames of 64²)
+    "av1": VideoFormat(
+        "libsvtav1",
+        "obu",
+        "-crf",
+        (1, 63),
+        ((8, "yuv420p"), (10, "yuv420p10le")),
+        ("-preset", "8", "-svtav1-params", "svt-log-level=0"),
+    ),
+}
+
+# Bit depth used unless asked otherwise. 10 bits: on the demo's test trajectory (100 fields of
+# 64²) 10-bit H.264/H.265 had 1–4% lower relative L2 than 8-bit at 30–300 B/field, 12-bit no
+# better than 10; searching all depths triples the encodes.
+VIDEO_BIT_DEPTH = 10
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary that ``imageio-ffmpeg`` ships."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.cache
+def ffmpeg_encoders() -> frozenset[str]:
+    """Names of the video encoders the ffmpeg binary has."""
+    out = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, check=True, text=True
+    ).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] == "V":
+            names.add(parts[1])
+    return frozenset(names)
+
+
+def _ffmpeg(args: Sequence[str], data: bytes) -> bytes:
+    """Run ffmpeg with ``data`` on stdin; its stdout (pipes only: nothing is left on disk)."""
+    p = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", *args], input=data, capture_output=True
+    )
+    if p.returncode:
+        msg = p.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"ffmpeg {' '.join(args)} failed: {' / '.join(msg[-3:])}")
+    return p.stdout
+
+
+def strip_sei(stream: bytes, kind: str) -> bytes:
+    """Drop the SEI NAL units (x264/x265 write their version and options there, ~0.5–2 kB per
+    stream, which no decoder needs) from an Annex B H.264 (``kind="h264"``) or HEVC (``"hevc"``)
+    stream; other kinds are returned as they are."""
+    if kind not in ("h264", "hevc"):
+        return stream
+    b = np.frombuffer(stream, np.uint8)
+    if b.size < 4:
+        return stream
+    # each NAL unit starts after 00 00 01; a 4-byte start code leaves one 00 on the unit before
+    heads = np.flatnonzero((b[:-3] == 0) & (b[1:-2] == 0) & (b[2:-1] == 1)) + 3
+    ends = np.append(heads[1:] - 3, b.size)
+    keep = []
+    for h, e in zip(heads, ends, strict=True):
+        t = (b[h] & 0x1F) if kind == "h264" else ((b[h] >> 1) & 0x3F)
+        if (kind == "h264" and t != 6) or (kind == "hevc" and t not in (39, 40)):
+            keep.append(stream[h - 3 : e])
+    return stream[: heads[0] - 3] + b"".join(keep) if heads.size else stream
+
+
+def quantize_range(x: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
+    """Map ``x`` to integers ``[0, 2**bits − 1]`` with its float32 min and max (the 8 bytes a
+    decoder reads); returns ``(levels, lo, hi)``."""
+    lo = float(np.float32(x.min()))
+    hi = float(np.float32(x.max()))
+    span = hi - lo if hi > lo else 1.0
+    top = (1 << bits) - 1
+    return np.clip(np.round((x - lo) / span * top), 0, top).astype(np.uint16), lo, hi
+
+
+def dequantize_range(q: np.ndarray, bits: int, lo: float, hi: float) -> np.ndarray:
+    span = hi - lo if hi > lo else 1.0
+    return lo + q.astype(np.float64) / ((1 << bits) - 1) * span
+
+
+class VideoCodec:
+    """A video codec at a target size in bytes per field, over the fields as one gray video.
+
+    The frames are the fields in the order given (time order inside a trajectory; a new
+    trajectory is a scene cut the encoder handles with a key frame). Per stack: float32 min and
+    max (8 bytes), then the codec's elementary stream (SEI units dropped); both counted.
+    Searched per target: bit depth (``bit_depths``), spectral downsampling (``downsample``; a
+    codec's floor is a few bytes per frame, which downsampling lowers) and the constant rate
+    factor, by bisection between the codec's best and worst quality. Every encode of a stack is
+    cached, so the targets of one sweep share their searches. Size is not monotonic in the rate
+    factor everywhere, so every setting tried is a candidate and the best fitting one wins.
+
+    Args:
+        name: a key of :data:`VIDEO_FORMATS` (``h264``, ``h265``, ``av1``).
+        bit_depths: the bit depths searched (default :data:`VIDEO_BIT_DEPTH`).
+        downsample: downsampling factors searched.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        bit_depths: Sequence[int] | None = None,
+        downsample: Sequence[int] = (1, 2, 4),
+    ):
+        if name not in VIDEO_FORMATS:
+            raise InputError(None, "video codec", repr(name), " or ".join(VIDEO_FORMATS))
+        self.name = name
+        self.fmt = VIDEO_FORMATS[name]
+        if self.fmt.encoder not in ffmpeg_encoders():
+            raise InputError(
+                ffmpeg_exe(),
+                "ffmpeg encoders",
+                f"no {self.fmt.encoder}",
+                f"an ffmpeg built with {self.fmt.encoder} for {name}",
+            )
+        depths = dict(self.fmt.pix_fmts)
+        self.bit_depths = (VIDEO_BIT_DEPTH,) if bit_depths is None else tuple(bit_depths)
+        for b in self.bit_depths:
+            if b not in depths:
+                raise InputError(None, f"{name} bit depth", str(b), " or ".join(map(str, depths)))
+        self.downsample = tuple(downsample)
+        self._cache: dict[tuple, tuple[int, bytes]] = {}
+
+    def _pix_fmt(self, bits: int) -> tuple[str, bool]:
+        pf = dict(self.fmt.pix_fmts)[bits]
+        return pf, pf.startswith("yuv420p")
+
+    def encode(self, frames: np.ndarray, bits: int, q: int) -> bytes:
+        """Integer frames ``[N, H, W]`` (``< 2**bits``) → the codec's elementary stream."""
+        n, h, w = frames.shape
+        pf, chroma = self._pix_fmt(bits)
+        dt = np.uint8 if bits == 8 else np.dtype("<u2")
+        planes = frames.astype(dt).reshape(n, -1)
+        if chroma:  # two (h/2)×(w/2) planes at the mid level after each luma plane
+            mid = np.full((n, 2 * (h // 2) * (w // 2)), 1 << (bits - 1), dtype=dt)
+            planes = np.concatenate([planes, mid], axis=1)
+        args = ["-f", "rawvideo", "-pix_fmt", pf, "-s", f"{w}x{h}", "-r", "10", "-i", "pipe:0"]
+        args += ["-c:v", self.fmt.encoder, self.fmt.q_flag, str(q), *self.fmt.options]
+        args += ["-threads", "1", "-f", self.fmt.stream, "pipe:1"]
+        return strip_sei(_ffmpeg(args, planes.tobytes()), self.fmt.stream)
+
+    def decode(self, stream: bytes, shape: tuple[int, int, int], bits: int) -> np.ndarray:
+        """Elementary stream → integer frames ``[N, H, W]`` (the luma plane)."""
+        n, h, w = shape
+        pf, chroma = self._pix_fmt(bits)
+        args = ["-f", self.fmt.stream, "-i", "pipe:0", "-f", "rawvideo", "-pix_fmt", pf, "pipe:1"]
+        out = np.frombuffer(_ffmpeg(args, stream), np.uint8 if bits == 8 else "<u2")
+        per = h * w + (2 * (h // 2) * (w // 2) if chroma else 0)
+        if out.size != n * per:
+            raise RuntimeError(f"{self.name}: decoded {out.size} values, expected {n * per}")
+        return out.reshape(n, per)[:, : h * w].reshape(n, h, w)
+
+    def _stream(self, key: bytes, small: np.ndarray, d: int, bits: int, q: int) -> bytes:
+        ck = (key, d, bits, q)
+        if ck not in self._cache:
+            levels, _, _ = quantize_range(small, bits)
+            self._cache[ck] = self.encode(levels, bits, q)
+        return self._cache[ck]
+
+    def __call__(self, fields: np.ndarray, target_bytes: float) -> Coded:
+        fields = np.asarray(fields, dtype=np.float64)
+        n, h, w = fields.shape
+        key = hashlib.sha256(fields.tobytes()).digest() + bytes(str(fields.shape), "ascii")
+        q_best, q_worst = self.fmt.q_range
+        tried: list[tuple[float, int, int, int]] = []  # (bytes/field, d, bits, q)
+        for d in self.downsample:
+            if h % d or w % d or min(h, w) // d < 16:
+                continue
+            small = spectral_resample(fields, (h // d, w // d))
+            for bits in self.bit_depths:
+
+                def size(q, small=small, d=d, bits=bits):
+                    nb = (len(self._stream(key, small, d, bits, q)) + 2 * FLOAT_BYTES) / n
+                    tried.append((nb, d, bits, q))
+                    return nb
+
+                if size(q_worst) > target_bytes:
+                    continue  # even the coarsest setting is too big at this resolution
+                a, c = q_best, q_worst  # a: better quality, too big; c: fits
+                if size(q_best) <= target_bytes:
+                    c = q_best
+                while c - a > 1:
+                    mid = (a + c) // 2
+                    if size(mid) <= target_bytes:
+                        c = mid
+                    else:
+                        a = mid
+        # decode only what can win: per (downsampling, bit depth) the largest fitting setting
+        # (the smaller ones are coarser), or the smallest setting of all when nothing fits
+        best: dict[tuple[int, int], tuple[float, int, int, int]] = {}
+        for t in tried:
+            if t[0] <= target_bytes + 1e-9 and t > best.get(t[1:3], (-1.0,)):
+                best[t[1:3]] = t
+        chosen = list(best.values()) or [min(tried)]
+        cands = []
+        for nb, d, bits, q in chosen:
+            small = spectral_resample(fields, (h // d, w // d))
+            _, lo, hi = quantize_range(small, bits)
+            stream = self._stream(key, small, d, bits, q)
+            dec = dequantize_range(self.decode(stream, small.shape, bits), bits, lo, hi)
+            recon = spectral_resample(dec, (h, w))
+            p = {"encoder": self.fmt.encoder, "bit_depth": bits, "downsample": d, "q": q}
+            cands.append(Coded(nb, recon, p))
+        return _best(cands, target_bytes, fields)
 
 
 def mean_only(fields: np.ndarray, target_bytes: float | None = None) -> Coded:

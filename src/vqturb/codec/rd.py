@@ -1,8 +1,11 @@
-"""Rate–distortion sweep: vqturb's token codec against Fourier, POD, SZ3, ZFP and the mean floor.
+"""Rate–distortion sweep: vqturb's token codec against Fourier, POD, SZ3, ZFP, the H.264, H.265
+and AV1 video codecs and the mean floor.
 
 Every method is measured on the same test fields at the same target sizes (bytes per field), with
 the same metrics (:func:`field_metrics`). vqturb's own sizes are added to the targets, so each
-baseline is also measured at exactly vqturb's bytes. Results go to ``rd.json`` (everything),
+baseline is also measured at exactly vqturb's bytes. The video codecs (tens of ffmpeg runs per
+target) are measured at the sizes of vqturb's curve only (:data:`CURVE`, one point per number of
+scales decoded), which is where the comparison is made. Results go to ``rd.json`` (everything),
 ``rd.md`` (a table and the equal-bytes comparison) and ``rd.png`` (relative L2 and spectrum error
 against bits per value), written atomically.
 """
@@ -24,6 +27,9 @@ from vqturb.physics import stats
 from vqturb.utils.fileio import atomic_open, atomic_write_json, atomic_write_text
 
 DEFAULT_BPV: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+# the method name of vqturb's rate–distortion curve (its points differ in the scales decoded)
+CURVE = "vqturb (entropy-coded)"
+VIDEO_CODECS: tuple[str, ...] = ("h264", "h265", "av1")
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +93,16 @@ def baseline_methods(train: np.ndarray | None) -> dict[str, Callable[[np.ndarray
     return methods
 
 
+def video_methods(names: Sequence[str]) -> dict[str, B.VideoCodec]:
+    """The video codecs ``names`` (keys of :data:`baselines.VIDEO_FORMATS`), labelled by codec
+    and encoder, e.g. ``"h264 (libx264)"``; an ffmpeg without one raises InputError."""
+    out = {}
+    for name in names:
+        v = B.VideoCodec(name)
+        out[f"{name} ({v.fmt.encoder})"] = v
+    return out
+
+
 def rd_sweep(
     test: np.ndarray,
     *,
@@ -94,6 +110,7 @@ def rd_sweep(
     vqturb_points: Sequence[Point] = (),
     bits_per_value: Sequence[float] = DEFAULT_BPV,
     value_range: float | None = None,
+    video: Sequence[str] = VIDEO_CODECS,
     extra: Mapping | None = None,
     progress: bool = True,
 ) -> dict:
@@ -105,6 +122,8 @@ def rd_sweep(
         vqturb_points: decoded vqturb results; their sizes are added to the targets.
         bits_per_value: target sizes for the baselines.
         value_range: PSNR range (default: max − min over ``test``).
+        video: video codecs, measured at the sizes of vqturb's :data:`CURVE` points (or, without
+            them, at the targets) over ``test`` as the frames of one video in their order.
         extra: more JSON-safe entries (throughput, model description) stored as is.
     """
     from vqturb.utils.progress import Progress
@@ -114,7 +133,9 @@ def rd_sweep(
     vr = float(value_range if value_range is not None else test.max() - test.min())
     targets = sorted({round(b * h * w / 8, 3) for b in bits_per_value})
     own = sorted({round(p.bytes_per_field, 3) for p in vqturb_points})
+    curve = sorted({round(p.bytes_per_field, 3) for p in vqturb_points if p.method == CURVE})
     methods = baseline_methods(train)
+    videos = video_methods(video)
     rows = []
 
     def add(method: str, target: float | None, coded_bytes: float, recon, params, seconds):
@@ -135,15 +156,14 @@ def rd_sweep(
     floor = B.mean_only(test)
     add("mean-only", None, floor.n_bytes, floor.recon, floor.params, 0.0)
     all_targets = sorted(set(targets) | set(own))
-    with Progress(
-        len(methods) * len(all_targets), "rd sweep", "point", disable=not progress
-    ) as bar:
-        for name, fn in methods.items():
-            for t in all_targets:
-                t0 = time.perf_counter()
-                c = fn(test, t)
-                add(name, t, c.n_bytes, c.recon, c.params, time.perf_counter() - t0)
-                bar.update(1, method=name)
+    jobs = [(name, fn, t) for name, fn in methods.items() for t in all_targets]
+    jobs += [(name, fn, t) for name, fn in videos.items() for t in (curve or all_targets)]
+    with Progress(len(jobs), "rd sweep", "point", disable=not progress) as bar:
+        for name, fn, t in jobs:
+            t0 = time.perf_counter()
+            c = fn(test, t)
+            add(name, t, c.n_bytes, c.recon, c.params, time.perf_counter() - t0)
+            bar.update(1, method=name)
     return {
         "n_fields": n,
         "field_shape": [h, w],

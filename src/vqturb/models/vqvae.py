@@ -256,8 +256,9 @@ class VARVQVAE2d(AbstractEMAVQVAE):
         return QuantOutput(indices, residuals, _commit(f_hat, z_e), f_hat)
 
     def lookup(self, indices: IndicesIn) -> Float[Array, "b h w d"]:
-        """The quantized latent f̂ for per-scale ``indices``."""
-        if len(indices) != len(self.config.scales):
+        """The quantized latent f̂ for per-scale ``indices``: all scales, or the first k of them
+        (progressive decoding: the finer scales' terms of the residual sum left out)."""
+        if not 1 <= len(indices) <= len(self.config.scales):
             raise ValueError(f"{len(indices)} index maps for {len(self.config.scales)} scales")
         return self.quantizer.decode(indices)
 

@@ -23,6 +23,7 @@ from vqturb.errors import InputError
 from vqturb.metrics import psnr, relative_l2, spectrum_log_error
 from vqturb.models import VQVAEConfig, build_model, ema_update, kmeans_init, trainable_spec
 from vqturb.physics import stats
+from vqturb.training import losses
 from vqturb.training.loop import (
     Objective,
     RunConfig,
@@ -48,6 +49,8 @@ class VQVAETrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" compute (parameters stay fp32)
     kmeans_init: bool = True  # initialise codebooks by k-means on the first batch
     val_fields: int = 64  # validation fields evaluated (from the validation split)
+    spectral_weight: float = 0.0  # weight of losses.spectral_loss (0: MSE + commitment only)
+    gradient_weight: float = 0.0  # weight of losses.gradient_loss
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -59,8 +62,11 @@ def compute_dtype(precision: str):
     return jnp.bfloat16 if precision == "bf16" else jnp.float32
 
 
-def vqvae_loss(model, batch, *, beta: float, dtype=jnp.float32):
-    """Reconstruction MSE + β·commitment loss on normalised fields; returns (loss, aux).
+def vqvae_loss(
+    model, batch, *, beta: float, dtype=jnp.float32, spectral_weight=0.0, gradient_weight=0.0
+):
+    """Reconstruction MSE + β·commitment loss on normalised fields, plus the optional spectral
+    and gradient terms of :mod:`vqturb.training.losses` times their weights; returns (loss, aux).
 
     Mixed precision: the input is cast to ``dtype``; the convolutions cast their fp32 weights to
     the input's dtype and the quantizer works in fp32, so parameters, codebooks and the EMA
@@ -71,6 +77,10 @@ def vqvae_loss(model, batch, *, beta: float, dtype=jnp.float32):
     mse = jnp.mean((recon - batch) ** 2)
     commit = out.commit_loss.astype(jnp.float32)
     loss = mse + beta * commit
+    if spectral_weight:
+        loss = loss + spectral_weight * losses.spectral_loss(recon, batch)
+    if gradient_weight:
+        loss = loss + gradient_weight * losses.gradient_loss(recon, batch)
     return loss, (recon, out, mse, commit)
 
 
@@ -79,13 +89,20 @@ class VQVAEObjective(Objective):
 
     beta: float = eqx.field(static=True)  # commitment weight
     precision: str = eqx.field(static=True)  # fp32 | bf16
+    spectral_weight: float = eqx.field(static=True, default=0.0)
+    gradient_weight: float = eqx.field(static=True, default=0.0)
 
     def trainable(self, model: Any) -> Any:
         return trainable_spec(model)
 
     def loss(self, model: Any, batch: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
         loss, (recon, out, mse, commit) = vqvae_loss(
-            model, batch, beta=self.beta, dtype=compute_dtype(self.precision)
+            model,
+            batch,
+            beta=self.beta,
+            dtype=compute_dtype(self.precision),
+            spectral_weight=self.spectral_weight,
+            gradient_weight=self.gradient_weight,
         )
         return loss, (recon, out, mse, commit, batch)
 
@@ -209,7 +226,12 @@ class VQVAETask(TrainTask):
             self.splits.train, cfg.run.batch_size, seed=cfg.run.seed, normalization=self.norm
         )
         self.steps_per_epoch = self.loader.steps_per_epoch
-        self.objective = VQVAEObjective(beta=model_cfg.commitment_weight, precision=cfg.precision)
+        self.objective = VQVAEObjective(
+            beta=model_cfg.commitment_weight,
+            precision=cfg.precision,
+            spectral_weight=cfg.spectral_weight,
+            gradient_weight=cfg.gradient_weight,
+        )
         self._val_range: float | None = None
 
     def _normalization(self) -> Normalization:
