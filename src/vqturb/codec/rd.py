@@ -216,6 +216,42 @@ def equal_bytes_summary(result: Mapping) -> list[str]:
     return lines
 
 
+def curve_table(result: Mapping) -> str:
+    """Markdown table of vqturb's curve against every method at each point's bytes: relative L2
+    / spectrum error / enstrophy ratio, the best classical method (lowest relative L2 among those
+    within the size) and whether vqturb meets the target there (relative L2 no higher, spectrum
+    error at most a third of that method's). Empty when there is no curve."""
+    rows = result["rows"]
+    curve = sorted((r for r in rows if r["method"] == CURVE), key=lambda r: r["bytes_per_field"])
+    if not curve:
+        return ""
+    names = sorted({r["method"] for r in rows if r["target_bytes"] is not None})
+    head = ["scales", "B/field", "vqturb", *names, "best classical", "target met"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(r):
+        flag = " (over)" if r["params"].get("over_target") else ""
+        return f"{r['rel_l2']:.3f} / {r['spectrum_log_err']:.2f} / {r['enstrophy_ratio']:.2f}{flag}"
+
+    for vq in curve:
+        size = round(vq["bytes_per_field"], 3)
+        at = {r["method"]: r for r in rows if r["target_bytes"] == size}
+        fits = [r for r in at.values() if not r["params"].get("over_target")]
+        best = min(fits, key=lambda r: r["rel_l2"], default=None)
+        met = "-"
+        if best is not None:
+            ok = (
+                vq["rel_l2"] <= best["rel_l2"]
+                and vq["spectrum_log_err"] <= best["spectrum_log_err"] / 3
+            )
+            met = "yes" if ok else "no"
+        cells = [str(vq["params"].get("scales_decoded", "")), f"{size:.4g}", cell(vq)]
+        cells += [cell(at[n]) if n in at else "-" for n in names]
+        cells += [best["method"] if best else "-", met]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def rd_markdown(result: Mapping) -> str:
     h, w = result["field_shape"]
     out = io.StringIO()
@@ -251,6 +287,14 @@ def rd_markdown(result: Mapping) -> str:
                 v = ", ".join(f"{k}={_fmt(x)}" for k, x in sorted(v.items())) if v else ""
             cells.append(_fmt(v, 4))
         out.write("| " + " | ".join(cells) + " |\n")
+    table = curve_table(result)
+    if table:
+        out.write(
+            "\n## vqturb's curve at equal bytes\n\nEach cell: relative L2 / spectrum error / "
+            "enstrophy ratio; (over): the method cannot get that small and is shown at its "
+            "smallest. Target: relative L2 no higher than the best classical method's, spectrum "
+            "error at most a third of its.\n\n" + table
+        )
     summary = equal_bytes_summary(result)
     if summary:
         out.write("\n## At vqturb's own size\n\n" + "\n".join(summary) + "\n")
@@ -269,26 +313,31 @@ def rd_plot(result: Mapping, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     by_method: dict[str, list[dict]] = {}
     for r in result["rows"]:
         by_method.setdefault(r["method"], []).append(r)
+    keys = ("rel_l2", "spectrum_log_err", "enstrophy_ratio")
     for name, rs in sorted(by_method.items()):
         rs = sorted(rs, key=lambda r: r["bits_per_value"])
         x = [r["bits_per_value"] for r in rs]
-        style = (
-            dict(marker="*", ms=14, ls="none") if name.startswith("vqturb") else dict(marker="o")
-        )
-        if name == "mean-only":
-            style = dict(marker="x", ms=9, ls="none", color="k")
-        axes[0].plot(x, [r["rel_l2"] for r in rs], label=name, **style)
-        axes[1].plot(x, [r["spectrum_log_err"] for r in rs], label=name, **style)
-    for ax, lab in zip(axes, ["relative L2", "energy-spectrum log10 error"], strict=True):
+        style = dict(marker="o")
+        if name == CURVE:  # one model, several numbers of scales decoded
+            style = dict(marker="*", ms=12, lw=2.5, color="k")
+        elif name.startswith("vqturb"):
+            style = dict(marker="*", ms=12, ls="none")
+        elif name == "mean-only":
+            style = dict(marker="x", ms=9, ls="none", color="0.5")
+        for ax, key in zip(axes, keys, strict=True):
+            ax.plot(x, [r[key] for r in rs], label=name, **style)
+    labels = ["relative L2", "energy-spectrum log10 error", "enstrophy ratio (1: exact)"]
+    for ax, lab in zip(axes, labels, strict=True):
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set_yscale("log" if ax is not axes[2] else "linear")
         ax.set_xlabel("bits per value")
         ax.set_ylabel(lab)
         ax.grid(True, which="both", alpha=0.3)
+    axes[2].axhline(1.0, color="0.6", lw=1)
     axes[0].legend(fontsize=8)
     h, w = result["field_shape"]
     fig.suptitle(f"rate–distortion, {result['n_fields']} fields {h}×{w}")
