@@ -251,6 +251,63 @@ class VQVAETokenizer:
         self.used = used
         return self
 
+    def use_vocabulary_of(self, tokens_path: str | os.PathLike) -> VQVAETokenizer:
+        """Adopt the unified vocabulary of an earlier tokens file (``tokenizer save --vocab_from``).
+
+        The file must come from the same VQ-VAE checkpoint (its ``checkpoint_sha256``), so that its
+        codes index this model's codebooks; then token ids mean the same thing in both files and an
+        NSP model trained on one applies to the other.
+        """
+        from vqturb.data.tokens_file import TokensFile
+
+        z = TokensFile.read(tokens_path)
+        if z.checkpoint_sha256 and self.checkpoint_sha256 and (
+            z.checkpoint_sha256 != self.checkpoint_sha256
+        ):
+            raise InputError(
+                tokens_path,
+                "checkpoint_sha256",
+                f"made by a checkpoint with sha256 {z.checkpoint_sha256[:12]}…, this one is "
+                f"{self.checkpoint_sha256[:12]}…",
+                "a tokens file made by the same VQ-VAE checkpoint",
+            )
+        used = np.split(z.unified_to_original, np.cumsum(z.scale_vocab_sizes)[:-1])
+        return self.set_vocabulary(z.scales, used)
+
+    def nearest_known_codes(
+        self, codes: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Map every code the vocabulary lacks to the nearest code it has at the same scale.
+
+        Nearest by Euclidean distance between the scale's codebook vectors (the code the
+        quantiser would have picked had it been restricted to the vocabulary's codes).
+
+        Args:
+            codes: original codebook indices, one ``[N, s, s]`` array per scale.
+
+        Returns:
+            ``(codes, remapped)``: the codes with every unknown one replaced, and the number of
+            tokens replaced per scale ``[n_scales]`` int64.
+        """
+        self._require_fit()
+        if len(codes) != len(self.used):
+            raise InputError(
+                None, "codes", f"{len(codes)} scales", f"{len(self.used)} (the vocabulary's)"
+            )
+        cbs = [np.asarray(c, dtype=np.float32) for c in self.model.codebooks()]
+        out, remapped = [], []
+        for k, (c, u, cb) in enumerate(zip(codes, self.used, cbs, strict=True)):
+            c = np.asarray(c)
+            if u.size == 0:
+                raise InputError(None, f"vocabulary at scale {k}", "no codes", "at least one")
+            known = np.isin(c, u)
+            # nearest used code of every codebook entry: a [vocab_size] lookup table
+            d2 = ((cb[:, None, :] - cb[None, u, :]) ** 2).sum(-1)
+            nearest = u[np.argmin(d2, axis=1)]
+            out.append(np.where(known, c, nearest[c]).astype(np.int32))
+            remapped.append(int(np.count_nonzero(~known)))
+        return out, np.asarray(remapped, np.int64)
+
     def _require_fit(self) -> None:
         if self.used is None:
             raise InputError(None, "tokenizer", "not fitted", "fit() before encoding")
@@ -426,15 +483,27 @@ def save_tokens(
     output: str | os.PathLike,
     *,
     split_rule: SplitRule | None = None,
+    vocab_from: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> TokensFile:
-    """Fit on ``source``, tokenize all of it and write ``output`` (``tokens.npz``, atomically).
+    """Tokenize all of ``source`` and write ``output`` (``tokens.npz``, atomically).
 
     ``source`` is the whole dataset (its trajectory numbering is what the recorded split refers
-    to), a Subset or an ``[N, H, W]`` array (one trajectory).
+    to), a Subset or an ``[N, H, W]`` array (one trajectory). The vocabulary is fitted on
+    ``source``, or, with ``vocab_from``, taken from that earlier tokens file (codes it lacks map
+    to their nearest code, :meth:`VQVAETokenizer.nearest_known_codes`); the file's
+    ``remapped_tokens`` holds the number of tokens so replaced per scale (zeros when fitted).
     """
+    import dataclasses
+
     scan = tok.scan(source, progress=progress)
-    tok.fit_codes(scan.codes)
-    tokens = tokens_file(tok, scan, split_rule)
+    if vocab_from is None:
+        tok.fit_codes(scan.codes)
+        remapped = np.zeros(len(scan.codes), np.int64)
+    else:
+        tok.use_vocabulary_of(vocab_from)
+        codes, remapped = tok.nearest_known_codes(scan.codes)
+        scan = dataclasses.replace(scan, codes=codes)
+    tokens = dataclasses.replace(tokens_file(tok, scan, split_rule), remapped_tokens=remapped)
     tokens.write(output)
     return tokens

@@ -41,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     save = sub.add_parser("save", help="tokenize every snapshot and write tokens.npz")
     _common(save)
     save.add_argument("--output", required=True, help="tokens file to write (.npz)")
+    save.add_argument(
+        "--vocab_from",
+        default=None,
+        metavar="TOKENS.npz",
+        help="reuse the unified vocabulary of this earlier tokens file (same VQ-VAE checkpoint), "
+        "so that an NSP model trained on it applies to the new data; codes it lacks map to the "
+        "nearest code it has at that scale (codebook distance), and their count is printed and "
+        "stored as remapped_tokens [fit a new vocabulary]",
+    )
     save.set_defaults(func=run)
     return p
 
@@ -71,10 +80,17 @@ def run(args: argparse.Namespace) -> int:
             f"max {info['recon_rel_l2_max']:.4f}"
         )
         return 0
-    tokens = save_tokens(tok, ds, args.output, progress=progress)
+    tokens = save_tokens(tok, ds, args.output, vocab_from=args.vocab_from, progress=progress)
     n, t = tokens.indices.shape
     print(
         f"wrote {args.output}: {n} fields x {t} tokens, unified vocabulary "
         f"{tokens.vocab_size}, scales {list(tokens.scales)}"
     )
+    if args.vocab_from is not None:
+        rem = tokens.remapped_tokens
+        print(
+            f"vocabulary from {args.vocab_from}: {int(rem.sum())} of {n * t} tokens "
+            f"({100.0 * rem.sum() / max(n * t, 1):.2f}%) remapped to the nearest known code "
+            f"(per scale {rem.tolist()})"
+        )
     return 0

@@ -23,6 +23,8 @@ field                       shape, dtype        meaning
 ``split_val_fraction``,     scalars             the :class:`SplitRule` ``split`` was made with
 ``split_test_fraction``,
 ``split_seed``
+``remapped_tokens``         [K] int64           tokens per scale mapped to the nearest code
+                                                of ``--vocab_from``'s vocabulary (optional)
 ==========================  ==================  ============================================
 
 ``split`` and its parameters are absent from files written before they were recorded; the split
@@ -62,6 +64,7 @@ OPTIONAL_FIELDS: tuple[str, ...] = (
     "split_val_fraction",
     "split_test_fraction",
     "split_seed",
+    "remapped_tokens",
 )
 
 
@@ -139,6 +142,8 @@ class TokensFile:
     norm_std: float = 1.0
     split: np.ndarray | None = None  # [N] int8 0 train / 1 val / 2 test; None: not recorded
     split_rule: SplitRule | None = None  # the rule `split` was computed with
+    # [K] tokens mapped to the nearest known code per scale (tokenizer save --vocab_from)
+    remapped_tokens: np.ndarray | None = None
     path: str = "<memory>"  # where it was read from (named in errors)
     _row_of: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -283,6 +288,7 @@ class TokensFile:
             norm_std=float(a["norm_std"]) if "norm_std" in a else 1.0,
             split=a.get("split"),
             split_rule=rule,
+            remapped_tokens=a.get("remapped_tokens"),
             path=str(path),
         )
         if "unified_to_scale" in a and not np.array_equal(
@@ -313,6 +319,8 @@ class TokensFile:
         }
         if self.split is not None:
             out["split"] = self.split
+        if self.remapped_tokens is not None:
+            out["remapped_tokens"] = np.asarray(self.remapped_tokens, np.int64)
         if self.split_rule is not None:
             out["split_val_fraction"] = np.float64(self.split_rule.val_fraction)
             out["split_test_fraction"] = np.float64(self.split_rule.test_fraction)
