@@ -66,8 +66,8 @@ def test_rollout_figures(tmp_path, rng):
         )
     )
     _check_png(plots.plot_time_series(metrics.time_series(gen, ref), tmp_path / "ts.png"))
-    sk = metrics.short_term_skill(gen, ref, 4, floor=ref)
-    _check_png(plots.plot_skill(sk, tmp_path / "skill.png"))
+    sk = metrics.short_term_skill(gen[:, None], ref, 4, reconstructed=ref)
+    _check_png(plots.plot_skill(sk, tmp_path / "skill.png", title="raw"))
 
 
 def test_comparison_grid_rejects_mismatched_times(tmp_path, rng):

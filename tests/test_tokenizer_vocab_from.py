@@ -16,9 +16,7 @@ def tok(tmp_path):
     return VQVAETokenizer(path, batch_size=4)
 
 
-def test_vocab_from_keeps_the_vocabulary_and_maps_unknown_codes_to_the_nearest(
-    tok, tmp_path, rng
-):
+def test_vocab_from_keeps_the_vocabulary_and_maps_unknown_codes_to_the_nearest(tok, tmp_path, rng):
     x = fields(rng, 10)
     small = tmp_path / "small.npz"
     first = save_tokens(tok, x[:2] * 0.3, small)  # a quiet field: few codes per scale

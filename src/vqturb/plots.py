@@ -375,21 +375,26 @@ def plot_time_series(ts: Mapping, path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def plot_skill(skill: Mapping, path: str | os.PathLike) -> Path:
-    """Relative L2 to the ground truth for the first steps: model vs persistence (t0 held fixed),
-    and the reconstruction floor when present, from :func:`metrics.short_term_skill`."""
+def plot_skill(skill: Mapping, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Relative L2 to the ground truth for the first steps: model (and its ensemble mean when
+    present) vs persistence (t0 held fixed), and the reconstruction floor when present, from
+    :func:`metrics.short_term_skill`."""
     fig = new_figure(5.0, 3.8)
     ax = fig.subplots()
     steps = np.asarray(skill["step"])
     ax.plot(steps, skill["rel_l2_generated"], "o-", color="C3", label="NSP rollout")
     for row in skill.get("rel_l2_generated_per_sample", []):
         ax.plot(steps, row, color="C3", alpha=0.25, lw=0.8)
+    if skill.get("rel_l2_ensemble_mean"):
+        ax.plot(steps, skill["rel_l2_ensemble_mean"], "D-", color="C2", label="ensemble mean")
     ax.plot(steps, skill["rel_l2_persistence"], "s--", color="k", label="persistence (t0)")
     if "rel_l2_floor" in skill:
         f = np.asarray(skill["rel_l2_floor"])
         ax.plot(steps[: f.size], f, ":", color="C0", label="reconstructed GT")
     ax.set_xlabel("rollout step")
     ax.set_ylabel("relative L2 to ground truth")
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)

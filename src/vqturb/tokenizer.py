@@ -261,8 +261,10 @@ class VQVAETokenizer:
         from vqturb.data.tokens_file import TokensFile
 
         z = TokensFile.read(tokens_path)
-        if z.checkpoint_sha256 and self.checkpoint_sha256 and (
-            z.checkpoint_sha256 != self.checkpoint_sha256
+        if (
+            z.checkpoint_sha256
+            and self.checkpoint_sha256
+            and (z.checkpoint_sha256 != self.checkpoint_sha256)
         ):
             raise InputError(
                 tokens_path,

@@ -123,16 +123,49 @@ def test_short_term_skill_against_persistence(rng):
     base = rng.standard_normal((s, 1, 16, 16))
     drift = rng.standard_normal((s, 1, 16, 16))
     ref = (base + 0.5 * np.arange(t)[None, :, None, None] * drift).astype(np.float32)
-    perfect = metrics.short_term_skill(ref, ref, n_steps=5)
+    perfect = metrics.short_term_skill(ref[:, None], ref, n_steps=5)
     assert perfect["step"] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose(perfect["rel_l2_generated"], 0, atol=1e-6)
+    np.testing.assert_allclose(perfect["rel_l2_ensemble_mean_recon"], 0, atol=1e-6)
     assert perfect["steps_better_than_persistence"] == 5
+    assert perfect["steps_better_than_persistence_ensemble_recon"] == 5
     # persistence error grows with the drift
     assert np.all(np.diff(perfect["rel_l2_persistence"]) > 0)
-    held = metrics.short_term_skill(np.repeat(ref[:, :1], t, axis=1), ref, n_steps=20, floor=ref)
+    held = metrics.short_term_skill(
+        np.repeat(ref[:, None, :1], t, axis=2), ref, n_steps=20, reconstructed=ref
+    )
     assert len(held["step"]) == t - 1  # clipped to what the arrays hold
     np.testing.assert_allclose(held["rel_l2_generated"], held["rel_l2_persistence"], rtol=1e-6)
     assert held["steps_better_than_persistence"] == 0
     assert held["n_steps_better_than_persistence"] == 0
     assert perfect["n_steps_better_than_persistence"] == 5
     np.testing.assert_allclose(held["rel_l2_floor"], 0, atol=1e-6)
+
+
+def test_skill_of_an_ensemble_and_in_the_decoder_space(rng):
+    """Members = truth ± the same noise: each member is off, their mean is exact; the decoder's
+    space scores against the reconstructed fields, not the raw ones."""
+    s, t = 2, 4
+    ref = rng.standard_normal((s, t, 16, 16)).astype(np.float32)
+    noise = rng.standard_normal((s, t, 16, 16)).astype(np.float32)
+    gen = np.stack([ref + noise, ref - noise], axis=1)  # [S, 2, T, H, W]
+    rec = 0.5 * ref  # a decoder that halves every field
+    sk = metrics.short_term_skill(gen, ref, 3, reconstructed=rec)
+    assert sk["n_members"] == 2 and len(sk["rel_l2_generated_per_sample"]) == 4
+    np.testing.assert_allclose(sk["rel_l2_ensemble_mean"], 0, atol=1e-6)
+    assert min(sk["rel_l2_generated"]) > 0.5
+    # persistence of the reconstructed fields against the reconstructed truth: scale-free
+    np.testing.assert_allclose(sk["rel_l2_persistence_recon"], sk["rel_l2_persistence"], rtol=1e-5)
+    # the exact (raw) ensemble mean is twice the decoded truth: relative L2 of 1 there
+    np.testing.assert_allclose(sk["rel_l2_ensemble_mean_recon"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(sk["rel_l2_floor"], 0.5, rtol=1e-5)
+
+
+def test_enstrophy_range_kept():
+    rec = np.ones((2, 5, 8, 8), np.float32)  # enstrophy 0.5 everywhere
+    gen = np.ones((3, 11, 8, 8), np.float32)
+    gen[:, 6:] *= 2.0  # enstrophy x4 from step 6 on
+    r = metrics.enstrophy_range_kept(gen, rec, margin=0.1)
+    assert r["n_steps"] == 10 and r["fraction_in_range"] == pytest.approx(0.5)
+    assert r["first_step_outside"] == 6
+    assert r["range"] == pytest.approx([0.45, 0.55])

@@ -241,6 +241,22 @@ def test_evaluate_rollouts_writes_everything(tmp_path, rng):
         "reconstructed_gt_vs_raw_gt",
     }
     assert saved["skill"]["step"] == [1, 2, 3] and "rel_l2_floor" in saved["skill"]
+    for key in (
+        "rel_l2_generated",
+        "rel_l2_ensemble_mean",
+        "rel_l2_persistence",
+        "rel_l2_generated_recon",
+        "rel_l2_ensemble_mean_recon",
+        "rel_l2_persistence_recon",
+    ):
+        assert len(saved["skill"][key]) == 3, key
+    # one member per start: the ensemble mean is the rollout itself
+    assert saved["skill"]["rel_l2_ensemble_mean"] == pytest.approx(
+        saved["skill"]["rel_l2_generated"]
+    )
+    assert 0.0 <= saved["physics"]["enstrophy_in_range_fraction"] <= 1.0
+    assert saved["physics"]["vqvae_spectrum_error_vs_raw_gt"] > 0
+    assert {"skill", "skill_recon"} <= set(saved["files"]["figures"])
     assert len(saved["time_series"]["enstrophy_generated"]) == n + 1
     for rel in (
         list(saved["files"]["figures"].values())
@@ -367,6 +383,8 @@ def test_eval_nsp_command_end_to_end(tmp_path, rng):
             str(tok),
             "--n_samples",
             "2",
+            "--n_ensemble",
+            "2",
             "--n_steps",
             "4",
             "--chunk",
@@ -384,14 +402,16 @@ def test_eval_nsp_command_end_to_end(tmp_path, rng):
     assert {st[0] for st in m["starts"]} <= {
         int(i) for i in np.unique(np.load(tok)["trajectory_id"])
     }
-    assert m["n_steps"] == 4 and len(m["starts"]) == 2
+    assert m["n_steps"] == 4 and len(m["starts"]) == 2 and m["n_members"] == 2
+    tf = m["teacher_forced"]
+    assert tf["n_pairs"] > 0 and len(tf["accuracy"]) == len(tf["copy_rate"]) == 2
     assert m["reference"] == "raw GT" and "generated_vs_raw_gt" in m["pixels"]["pairs"]
     # the raw fields read are those of each start's trajectory and time
     want = np.mean([0.5 * (100 * tr + t) ** 2 for tr, t in m["starts"]])
     assert m["time_series"]["enstrophy_reference"][0] == pytest.approx(want, rel=1e-5)
     assert (out / "report.html").stat().st_size > 10_000
     z = np.load(out / "tokens_rollout.npz")
-    assert z["generated"].shape == (2, 5, T)
+    assert z["generated"].shape == (4, 5, T)
     # a tokens file from another VQ-VAE checkpoint is refused with exit code 2
     z2 = dict(np.load(tok))
     z2["checkpoint_sha256"] = "0" * 64
@@ -439,3 +459,24 @@ def test_evaluate_rollouts_degenerate_inputs(tmp_path):
     assert m["skill"]["step"] == [] and m["summary"]["skill_rel_l2_step1"] is None
     assert m["summary"]["token_js_overall"] == 0.0
     assert (tmp_path / "report.html").exists()
+
+
+def test_evaluate_rollouts_with_ensemble_members(tmp_path, rng):
+    """Two members per start: rows start-major; the ensemble mean is scored against each start's
+    own ground truth, and one grid and video per start are written."""
+    s, m_, n = 2, 2, 3
+    gt = _rows(rng, s * (n + 1)).reshape(s, n + 1, T)
+    members = np.repeat(gt, m_, axis=0).copy()  # every member = its start's truth ...
+    members[1::2, 1:] = _rows(rng, s * n).reshape(s, n, T)  # ... but the second is random
+    m = RR.evaluate_rollouts(
+        members, gt, _fake_decode, tmp_path, layout=LAYOUT, members=m_, progress=False
+    )
+    sk = m["skill"]
+    assert m["n_members"] == 2 and len(sk["rel_l2_generated_per_sample"]) == 4
+    per = np.asarray(sk["rel_l2_generated_per_sample"])
+    np.testing.assert_allclose(per[0::2], 0, atol=1e-6)  # exact members, their own truth
+    assert len(m["files"]["grids"]) == len(m["files"]["videos"]) == s
+    with pytest.raises(ValueError, match="starts x members"):
+        RR.evaluate_rollouts(
+            members[:3], gt, _fake_decode, tmp_path, layout=LAYOUT, members=m_, progress=False
+        )

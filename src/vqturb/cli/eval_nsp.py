@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "--output_dir: side-by-side videos (generated | ground truth), the token "
             "trajectories (tokens_rollout.npz), per-scale token histograms with JS divergence "
             "and TV distance, pixel histograms, comparison grids, energy spectra, enstrophy and "
-            "spectrum error against time, vorticity PDFs, short-term skill against persistence, "
-            "metrics.json and a self-contained report.html."
+            "spectrum error against time, vorticity PDFs, forecast skill of single rollouts and of "
+            "the ensemble mean against persistence (against the raw fields and in the decoder's "
+            "space), the long-rollout physics checks, teacher-forced accuracy against copying t0 "
+            "per scale, metrics.json and a self-contained report.html."
         ),
     )
     p.add_argument("--nsp_checkpoint", required=True, help="NSP checkpoint from train-nsp (.eqx)")
@@ -28,7 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--vqvae_checkpoint", required=True, help="VQ-VAE checkpoint that made the tokens"
     )
     p.add_argument("--tokens_path", required=True, help="tokens file from `vqturb tokenizer save`")
-    p.add_argument("--n_samples", type=int, default=4, help="number of rollouts [4]")
+    p.add_argument(
+        "--n_samples",
+        type=int,
+        default=4,
+        help="starting frames, dealt over the held-out trajectories [4]",
+    )
+    p.add_argument(
+        "--n_ensemble",
+        type=int,
+        default=4,
+        help="rollouts from each starting frame (n_samples x n_ensemble in all); the skill "
+        "scores single rollouts and their mean, the ensemble-mean forecast [4]",
+    )
     p.add_argument("--n_steps", type=int, default=100, help="frames generated after t0 [100]")
     p.add_argument(
         "--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy [1.0]"
@@ -82,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         args.tokens_path,
         args.output_dir,
         n_samples=args.n_samples,
+        n_ensemble=args.n_ensemble,
         n_steps=args.n_steps,
         temperature=args.temperature,
         top_k=args.top_k,

@@ -319,56 +319,120 @@ def time_series(
     return out
 
 
+def _rel_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(relative_l2(a, b), np.float64)
+
+
 def short_term_skill(
-    generated: Float[ArrayLike, "s t h w"],
+    generated: Float[ArrayLike, "s m t h w"],
     reference: Float[ArrayLike, "s t2 h w"],
     n_steps: int = 10,
     *,
-    floor: Float[ArrayLike, "s t3 h w"] | None = None,
+    reconstructed: Float[ArrayLike, "s t3 h w"] | None = None,
 ) -> dict:
-    """Relative L2 to the ground truth for the first steps, against persistence (t0 held fixed).
+    """Forecast skill for the first steps: relative L2 of single rollouts and of the ensemble mean,
+    against persistence (t0 held fixed), in two spaces.
+
+    * against ``reference`` (the raw fields when given, else the reconstructed ones): keys
+      ``rel_l2_generated``, ``rel_l2_ensemble_mean``, ``rel_l2_persistence``;
+    * in the decoder's own space (truth = the decoded true tokens of t + k, persistence = the
+      decoded tokens of t0; ``reconstructed``, or ``reference`` when it is absent): the same keys
+      with ``_recon`` appended. No decoded forecast can beat raw persistence by more than the
+      decoder's own error allows; this space scores the token model alone.
 
     Args:
-        generated: rollouts ``[S, T, H, W]`` started from ``reference[:, 0]``'s tokens.
+        generated: rollouts ``[S, M, T, H, W]``: ``M`` ensemble members per start, each started
+            from ``reference[:, 0]``'s tokens.
         reference: ground truth ``[S, T', H, W]``.
-        n_steps: how many steps after t0 to score (clipped to what both arrays hold).
-        floor: optional fields to score the same way (e.g. the reconstructed ground truth: the
-            best a decoder-limited model can do).
+        n_steps: how many steps after t0 to score (clipped to what the arrays hold).
+        reconstructed: the ground truth decoded from its tokens ``[S, T'', H, W]``, when
+            ``reference`` is the raw field; also gives ``rel_l2_floor`` (its error against the
+            raw field: the best a decoder-limited model can do).
 
     Returns:
-        ``{"step": [1..K], "rel_l2_generated": mean over samples, "rel_l2_persistence": ...,
-        "rel_l2_generated_per_sample": [[...]], "rel_l2_floor": ... (when given),
-        "steps_better_than_persistence": int, "n_steps_better_than_persistence": int}``: the
-        leading steps, and all scored steps, at which the model's mean error is below
-        persistence's.
+        JSON-safe dict: ``step`` ``[1..K]``, the lists above (means over starts and members),
+        ``rel_l2_generated_per_sample`` (``[S·M][K]``), ``steps_better_than_persistence`` /
+        ``n_steps_better_than_persistence`` (leading / all steps where single rollouts beat
+        persistence against ``reference``) and the same for the ensemble mean in the decoder's
+        space (``..._ensemble_recon``).
     """
     generated = np.asarray(generated)
     reference = np.asarray(reference)
-    k = min(n_steps, generated.shape[1] - 1, reference.shape[1] - 1)
+    rec = reference if reconstructed is None else np.asarray(reconstructed)
+    k = min(n_steps, generated.shape[2] - 1, reference.shape[1] - 1, rec.shape[1] - 1)
+    keys = ("rel_l2_generated", "rel_l2_ensemble_mean", "rel_l2_persistence")
     if k < 1:
-        return {
-            "step": [],
-            "rel_l2_generated": [],
-            "rel_l2_persistence": [],
-            "rel_l2_generated_per_sample": [],
-            "steps_better_than_persistence": 0,
-            "n_steps_better_than_persistence": 0,
-        }
-    truth = reference[:, 1 : k + 1]
-    eg = np.asarray(relative_l2(generated[:, 1 : k + 1], truth), np.float64)  # [S, K]
-    ep = np.asarray(relative_l2(np.broadcast_to(reference[:, :1], truth.shape), truth), np.float64)
-    better = eg.mean(0) < ep.mean(0)
-    lead = int(np.argmin(better)) if not better.all() else k
+        out: dict = {"step": [], "rel_l2_generated_per_sample": []}
+        out.update({n: [] for n in keys})
+        out.update({n + "_recon": [] for n in keys})
+        for n in ("steps_better_than_persistence", "steps_better_than_persistence_ensemble_recon"):
+            out[n] = 0
+            out["n_" + n] = 0
+        return out
+    gen = generated[:, :, 1 : k + 1]
+
+    def space(truth_all: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        truth = truth_all[:, 1 : k + 1]
+        eg = _rel_l2(gen, truth[:, None])  # [S, M, K]
+        ee = _rel_l2(gen.mean(axis=1), truth)  # [S, K]
+        ep = _rel_l2(np.broadcast_to(truth_all[:, :1], truth.shape), truth)  # [S, K]
+        return eg, ee, ep
+
+    def lead(better: np.ndarray) -> int:
+        return int(np.argmin(better)) if not better.all() else int(better.size)
+
+    eg, ee, ep = space(reference)
+    rg, re_, rp = space(rec)
+    better = eg.mean((0, 1)) < ep.mean(0)
+    better_ens = re_.mean(0) < rp.mean(0)
     out = {
         "step": list(range(1, k + 1)),
-        "rel_l2_generated": _list(eg.mean(0)),
+        "rel_l2_generated": _list(eg.mean((0, 1))),
+        "rel_l2_ensemble_mean": _list(ee.mean(0)),
         "rel_l2_persistence": _list(ep.mean(0)),
-        "rel_l2_generated_per_sample": eg.tolist(),
-        "steps_better_than_persistence": lead,
+        "rel_l2_generated_recon": _list(rg.mean((0, 1))),
+        "rel_l2_ensemble_mean_recon": _list(re_.mean(0)),
+        "rel_l2_persistence_recon": _list(rp.mean(0)),
+        "rel_l2_generated_per_sample": eg.reshape(-1, k).tolist(),
+        "n_members": int(generated.shape[1]),
+        "steps_better_than_persistence": lead(better),
         "n_steps_better_than_persistence": int(better.sum()),
+        "steps_better_than_persistence_ensemble_recon": lead(better_ens),
+        "n_steps_better_than_persistence_ensemble_recon": int(better_ens.sum()),
     }
-    if floor is not None:
-        kf = min(k, floor.shape[1] - 1)
-        ef = np.asarray(relative_l2(np.asarray(floor)[:, 1 : kf + 1], truth[:, :kf]), np.float64)
-        out["rel_l2_floor"] = _list(ef.mean(0))
+    if reconstructed is not None:
+        out["rel_l2_floor"] = _list(_rel_l2(rec[:, 1 : k + 1], reference[:, 1 : k + 1]).mean(0))
     return out
+
+
+def enstrophy_range_kept(
+    generated: Float[ArrayLike, "n t h w"],
+    reconstructed: Float[ArrayLike, "s t2 h w"],
+    *,
+    margin: float = 0.1,
+) -> dict:
+    """Does the rollout stay physical? The fraction of steps (after t0) at which the mean enstrophy
+    of all rollouts lies inside the reconstructed ground truth's range (min–max over its frames,
+    widened by ``margin``: ``[(1 − margin)·min, (1 + margin)·max]``).
+
+    Args:
+        generated: rollouts ``[N, T, H, W]`` (every start and member), t0 first.
+        reconstructed: decoded ground-truth frames ``[S, T', H, W]`` (the held-out frames).
+        margin: relative widening of the range.
+
+    Returns:
+        ``{"range": [lo, hi], "fraction_in_range": float, "n_steps": int,
+        "first_step_outside": int | None}``.
+    """
+    zg = np.asarray(stats.enstrophy(np.asarray(generated)), np.float64).mean(axis=0)[1:]
+    zr = np.asarray(stats.enstrophy(np.asarray(reconstructed)), np.float64).ravel()
+    lo, hi = (1.0 - margin) * float(zr.min()), (1.0 + margin) * float(zr.max())
+    inside = (zg >= lo) & (zg <= hi)
+    outside = np.flatnonzero(~inside)
+    return {
+        "range": [lo, hi],
+        "margin": float(margin),
+        "fraction_in_range": float(inside.mean()) if inside.size else 1.0,
+        "n_steps": int(inside.size),
+        "first_step_outside": int(outside[0]) + 1 if outside.size else None,
+    }

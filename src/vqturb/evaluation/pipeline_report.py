@@ -99,12 +99,22 @@ def write_pipeline_report(out: str | os.PathLike, timings: dict | None = None) -
             summary = m.get("summary", {})
             if summary:
                 blocks.append(Table.from_metrics(summary, "rollout summary"))
+            tf = m.get("teacher_forced")
+            if tf:
+                blocks.append(
+                    Table(
+                        list(zip(tf["side"], tf["accuracy"], tf["copy_rate"], strict=True)),
+                        ("scale side", "NSP accuracy", "copy-t0 rate"),
+                        f"teacher-forced accuracy vs copying t0 ({tf['n_pairs']} held-out pairs)",
+                    )
+                )
         for name, caption in (
             ("spectra.png", "time-averaged energy spectra"),
-            ("skill.png", "short-term skill vs persistence"),
+            ("skill.png", "forecast skill vs persistence, against the raw fields"),
+            ("skill_recon.png", "forecast skill vs persistence, in the decoder's space"),
         ):
-            if (ev / name).is_file():
-                blocks.append(Image(ev / name, caption))
+            if (ev / "figures" / name).is_file():
+                blocks.append(Image(ev / "figures" / name, caption))
         sections.append(Section("Next-scale prediction rollouts", blocks))
     if timings:
         sections.append(

@@ -5,8 +5,10 @@ Pipeline of :func:`evaluate_nsp` (the library function behind ``vqturb eval-nsp`
 1. load the tokens file, the NSP model and the VQ-VAE (checked against each other);
 2. pick ``n_samples`` starting frames from the tokens file's *test* rows, by trajectory (the one
    split rule of :mod:`vqturb.data.splits`, the same the VQ-VAE and NSP runs used, so neither
-   model saw these trajectories in training);
-3. roll out all samples at once, each frame generated from the previous one (batched, jitted,
+   model saw these trajectories in training), and score the model teacher-forced on the held-out
+   pairs against copying t0;
+3. roll out ``n_ensemble`` members from every start, all at once, each frame generated from the
+   previous one (batched, jitted,
    ``lax.scan`` in chunks so that a progress bar can show frames done);
 4. decode generated and ground-truth tokens through the VQ-VAE (jitted, batched) and read the raw
    fields when ``data_dir`` is given;
@@ -22,6 +24,7 @@ numbers only. Steps 1-2 live in :mod:`vqturb.evaluation.heldout`, 3-4 in
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +33,7 @@ from vqturb.errors import InputError
 from vqturb.evaluation.heldout import choose_starts, ground_truth_windows, heldout_frames
 from vqturb.evaluation.rollout import rollout_tokens, vqvae_decoder
 from vqturb.evaluation.rollout_report import evaluate_rollouts
+from vqturb.evaluation.teacher_forced import heldout_pairs, teacher_forced_accuracy
 
 
 def evaluate_nsp(
@@ -39,6 +43,7 @@ def evaluate_nsp(
     output_dir: str | os.PathLike = "eval_nsp",
     *,
     n_samples: int = 4,
+    n_ensemble: int = 4,
     n_steps: int = 100,
     temperature: float = 1.0,
     top_k: int | None = None,
@@ -61,7 +66,9 @@ def evaluate_nsp(
         tokens_path: ``vqturb tokenizer save`` output.
         output_dir: folder for videos, figures, ``tokens_rollout.npz``, ``metrics.json``,
             ``report.html``.
-        n_samples: rollouts (starting frames dealt over held-out trajectories).
+        n_samples: starting frames (dealt over held-out trajectories).
+        n_ensemble: rollouts from each starting frame (different sampling keys); their mean is
+            the ensemble-mean forecast of the skill.
         n_steps: frames generated after t0.
         temperature, top_k, top_p: sampling (temperature 0 = greedy).
         seed: PRNG seed of the sampling.
@@ -82,9 +89,12 @@ def evaluate_nsp(
 
     from vqturb import checkpoint
 
-    if n_samples < 1 or n_steps < 1:
+    if n_samples < 1 or n_steps < 1 or n_ensemble < 1:
         raise InputError(
-            None, "--n_samples/--n_steps", f"{n_samples}/{n_steps}", "positive integers"
+            None,
+            "--n_samples/--n_ensemble/--n_steps",
+            f"{n_samples}/{n_ensemble}/{n_steps}",
+            "positive integers",
         )
     if temperature < 0:
         raise InputError(None, "--temperature", f"{temperature}", "a number >= 0")
@@ -105,16 +115,28 @@ def evaluate_nsp(
     vqvae, _ = checkpoint.load_model(vqvae_checkpoint, kind="vqvae")
     decode = vqvae_decoder(vqvae, tokens, batch_size=decode_batch)
 
-    split, frames = heldout_frames(tokens, nsp_header.get("meta", {}))
+    nsp_meta = nsp_header.get("meta", {})
+    trained_on = nsp_meta.get("tokens_path")
+    if trained_on and Path(trained_on).resolve() != Path(tokens_path).resolve():
+        # tokens of another dataset (tokenizer save --vocab_from): the model saw none of it
+        split = f"all frames (a dataset the NSP model never trained on; it trained on {trained_on})"
+        frames = {
+            int(i): np.sort(tokens.time_index[tokens.trajectory_id == i])
+            for i in np.unique(tokens.trajectory_id)
+        }
+    else:
+        split, frames = heldout_frames(tokens, nsp_meta)
     starts = choose_starts(frames, n_samples, n_steps)
     gt_tokens = ground_truth_windows(tokens, starts, n_steps)
     rows = tokens.row_of()
-    t0 = np.stack([tokens.indices[rows[st]] for st in starts])
+    t0 = np.repeat(np.stack([tokens.indices[rows[st]] for st in starts]), n_ensemble, axis=0)
 
     gen_tokens, timing = rollout_tokens(
         nsp, t0, n_steps, key=jr.key(seed), temperature=temperature, top_k=top_k, top_p=top_p,
         chunk=chunk, progress=progress,
     )  # fmt: skip
+
+    teacher = teacher_forced_accuracy(nsp, *heldout_pairs(tokens, frames))
 
     raw = None
     if data_dir is not None:
@@ -135,6 +157,7 @@ def evaluate_nsp(
         "tokens_path": str(tokens_path),
         "data_dir": None if data_dir is None else str(data_dir),
         "n_samples": n_samples,
+        "n_ensemble": n_ensemble,
         "n_steps": n_steps,
         "temperature": temperature,
         "top_k": top_k,
@@ -147,5 +170,5 @@ def evaluate_nsp(
     return evaluate_rollouts(
         gen_tokens, gt_tokens, decode, output_dir, layout=tokens.layout, raw_gt=raw,
         starts=starts, settings=settings, timing=timing, skill_steps=skill_steps, fps=fps,
-        value_range=value_range, progress=progress,
+        value_range=value_range, progress=progress, members=n_ensemble, teacher_forced=teacher,
     )  # fmt: skip

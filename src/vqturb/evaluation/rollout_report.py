@@ -53,11 +53,15 @@ def evaluate_rollouts(
     value_range: tuple[float, float] | None = None,
     progress: bool = True,
     title: str = "NSP rollout evaluation",
+    members: int = 1,
+    teacher_forced: Mapping[str, Any] | None = None,
 ) -> dict:
     """Metrics, figures, videos, token trajectories, ``metrics.json`` and ``report.html``.
 
     Args:
-        generated_tokens: ``[S, n + 1, T]`` rollouts, t0 first (t0 = the ground truth's t0).
+        generated_tokens: ``[S·M, n + 1, T]`` rollouts, t0 first (t0 = the ground truth's t0):
+            ``M = members`` ensemble members per start, member ``m`` of start ``i`` in row
+            ``i·M + m``.
         gt_tokens: ``[S, T_gt, T]`` ground-truth tokens from the same starts.
         decode: rows ``[N, T]`` -> fields ``[N, H, W]`` in physical units.
         output_dir: folder for every output (created).
@@ -72,6 +76,11 @@ def evaluate_rollouts(
         value_range: the dataset's fixed value range ``(lo, hi)`` for the pixel bins and the
             colour scale; default symmetric, from max |ground truth| of these rollouts (+5 %).
         progress: show a progress bar while decoding.
+        title: the report's title.
+        members: ensemble members per start.
+        teacher_forced: per-scale teacher-forced accuracy and copy-t0 rate on held-out pairs
+            (:func:`vqturb.evaluation.teacher_forced.teacher_forced_accuracy`), recorded and
+            shown as a table.
 
     Returns:
         the metrics dict written to ``metrics.json``.
@@ -80,7 +89,8 @@ def evaluate_rollouts(
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
     vid_dir = out / "videos"
-    s, n1, t = generated_tokens.shape
+    n_rows, n1, t = generated_tokens.shape
+    s = gt_tokens.shape[0]
     n_steps = n1 - 1
     n_gt = gt_tokens.shape[1]
     scales = [int(v) for v in layout["scales"]]
@@ -98,8 +108,8 @@ def evaluate_rollouts(
             bar.update(min(step, rows.shape[0] - i))
     fields = np.concatenate(chunks).astype(np.float32)
     decode_s = time.perf_counter() - t_dec
-    gen = fields[: s * n1].reshape(s, n1, *fields.shape[-2:])
-    rec = fields[s * n1 :].reshape(s, n_gt, *fields.shape[-2:])
+    gen = fields[: n_rows * n1].reshape(n_rows, n1, *fields.shape[-2:])
+    rec = fields[n_rows * n1 :].reshape(s, n_gt, *fields.shape[-2:])
     if raw_gt is not None:
         raw_gt = np.asarray(raw_gt, np.float32)
         if raw_gt.shape != rec.shape:
@@ -114,9 +124,11 @@ def evaluate_rollouts(
     m.update(
         rollout_metrics(
             generated_tokens, gt_tokens, gen, rec, raw_gt, layout=layout,
-            value_range=value_range, skill_steps=skill_steps, n_bins=n_bins,
+            value_range=value_range, skill_steps=skill_steps, n_bins=n_bins, members=members,
         )
     )  # fmt: skip
+    if teacher_forced is not None:
+        m["teacher_forced"] = dict(teacher_forced)
     m["timing"] = {**dict(timing or {}), "decode_s": decode_s, "decoded_frames": int(rows.shape[0])}
     if timing and "steady_frames_per_s" in timing:
         m["summary"]["rollout_token_frames_per_s"] = float(timing["steady_frames_per_s"])
@@ -152,7 +164,19 @@ def evaluate_rollouts(
     figs["time_series"] = P.plot_time_series(m["time_series"], fig_dir / "time_series.png")
     figs["pdf"] = P.plot_vorticity_pdf(m["vorticity_pdf"], fig_dir / "vorticity_pdf.png")
     if m["skill"]["step"]:
-        figs["skill"] = P.plot_skill(m["skill"], fig_dir / "skill.png")
+        sk = m["skill"]
+        figs["skill"] = P.plot_skill(
+            sk, fig_dir / "skill.png", title=f"against the {truth_name} fields"
+        )
+        recon_space = {
+            "step": sk["step"],
+            **{n: sk[n + "_recon"] for n in _SKILL_KEYS},
+        }
+        figs["skill_recon"] = P.plot_skill(
+            recon_space,
+            fig_dir / "skill_recon.png",
+            title="decoder space: truth and persistence decoded from their tokens",
+        )
     times = grid_times(n_steps, n_gt)
     vlim = max(abs(lo), abs(hi))
     grids = []
@@ -160,7 +184,7 @@ def evaluate_rollouts(
         grid_rows = {
             "raw_gt": None if raw_gt is None else _pad_time(raw_gt[i : i + 1], n1)[0][times],
             "reconstructed_gt": _pad_time(rec[i : i + 1], n1)[0][times],
-            "generated": gen[i][times],
+            "generated": gen[i * members][times],
         }
         st = f" from trajectory {starts[i][0]}, t0 = {starts[i][1]}" if starts is not None else ""
         grids.append(
@@ -177,7 +201,7 @@ def evaluate_rollouts(
         videos.append(
             V.write_side_by_side(
                 vid_dir / f"rollout_sample{i}.mp4",
-                gen[i],
+                gen[i * members],
                 truth[i],
                 fps=fps,
                 vlim=vlim,
@@ -194,6 +218,9 @@ def evaluate_rollouts(
     atomic_write_json(out / "metrics.json", m)
     _write_report(out, m, figs, grids, videos, title=title)
     return m
+
+
+_SKILL_KEYS = ("rel_l2_generated", "rel_l2_ensemble_mean", "rel_l2_persistence")
 
 
 def _write_report(
@@ -264,22 +291,94 @@ def _write_report(
             ],
         ),
     ]
-    if "skill" in figs:
+    phys = m["physics"]
+    sections.append(
+        R.Section(
+            "Long rollout physics",
+            [
+                R.Table(
+                    [
+                        (
+                            "steps with the mean enstrophy inside the reconstructed GT's "
+                            "min-max ±10%",
+                            phys["enstrophy_in_range_fraction"],
+                        ),
+                        (
+                            "time-averaged spectrum error, rollout vs reconstructed GT",
+                            phys["spectrum_error_vs_reconstructed_gt"],
+                        ),
+                        (
+                            "time-averaged spectrum error, VQ-VAE (reconstructed GT) vs raw",
+                            phys["vqvae_spectrum_error_vs_raw_gt"],
+                        ),
+                    ],
+                    ("check", "value"),
+                ),
+            ],
+        )
+    )
+    if "teacher_forced" in m:
+        tf = m["teacher_forced"]
         sections.append(
             R.Section(
-                "Short-term skill",
+                "Accuracy against copying t0",
                 [
-                    R.Image(figs["skill"], "relative L2 to the ground truth vs persistence"),
+                    R.Text(
+                        f"Teacher-forced next-frame prediction on {tf['n_pairs']} held-out pairs "
+                        "(t0, t1): the model's argmax accuracy at each predicted scale against "
+                        "the rate at which copying t0's token at the same position is right, and "
+                        "its loss against the uniform log-vocabulary."
+                    ),
                     R.Table(
                         list(
                             zip(
-                                m["skill"]["step"],
-                                m["skill"]["rel_l2_generated"],
-                                m["skill"]["rel_l2_persistence"],
+                                tf["scale"],
+                                tf["side"],
+                                tf["accuracy"],
+                                tf["copy_rate"],
+                                tf["loss"],
+                                tf["uniform_loss"],
                                 strict=True,
                             )
                         ),
-                        ("step", "NSP rel L2", "persistence rel L2"),
+                        ("scale", "side", "accuracy", "copy-t0 rate", "loss", "log vocab"),
+                    ),
+                ],
+            )
+        )
+    if "skill" in figs:
+        sk = m["skill"]
+        sections.append(
+            R.Section(
+                "Forecast skill",
+                [
+                    R.Text(
+                        f"Relative L2 of single rollouts, of the mean of {sk['n_members']} "
+                        f"rollouts per start (ensemble mean) and of persistence (t0 held "
+                        f"fixed), against the {m['reference']} fields and in the decoder's own "
+                        "space (truth = decoded true tokens of t+k, persistence = decoded tokens "
+                        "of t0)."
+                    ),
+                    R.Image(figs["skill"], f"against the {m['reference']} fields"),
+                    R.Image(figs["skill_recon"], "in the decoder's space"),
+                    R.Table(
+                        list(
+                            zip(
+                                sk["step"],
+                                *(sk[n] for n in _SKILL_KEYS),
+                                *(sk[n + "_recon"] for n in _SKILL_KEYS),
+                                strict=True,
+                            )
+                        ),
+                        (
+                            "step",
+                            "NSP",
+                            "ensemble mean",
+                            "persistence",
+                            "NSP (decoder space)",
+                            "ensemble mean (decoder space)",
+                            "persistence (decoder space)",
+                        ),
                     ),
                 ],
             )
