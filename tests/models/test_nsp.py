@@ -37,10 +37,13 @@ def random_tokens(cfg, rng, b):
     ).astype(np.int32)
 
 
-@pytest.fixture(scope="module")
-def model():
-    codebook = jr.normal(jr.key(1), (CFG.vocab_size, CFG.codebook_dim))
-    return NextScalePredictor(CFG, codebook, key=jr.key(0))
+@pytest.fixture(scope="module", params=[False, True], ids=["seed", "t0_same_position"])
+def model(request):
+    """The seed's design (t0 through attention only) and t0's token added at t1's positions:
+    every property below must hold for both."""
+    cfg = dataclasses.replace(CFG, t0_same_position=request.param)
+    codebook = jr.normal(jr.key(1), (cfg.vocab_size, cfg.codebook_dim))
+    return NextScalePredictor(cfg, codebook, key=jr.key(0))
 
 
 def test_config_roundtrip_and_from_tokens():
@@ -209,3 +212,22 @@ def test_key_prefix_blocks_cover_the_mask_exactly():
             assert r1 == nxt[0]  # contiguous runs of rows
             assert not m[r0:r1, kend:].any()  # nothing allowed is dropped
             assert m[r0:r1, kend - 1].any()  # and the prefix is as short as possible
+
+
+def test_t0_same_position_gives_t1_the_token_of_t0_at_its_position(rng):
+    """With the conditioning on, a t1 query's input changes with t0's token at the same position
+    only (the position it would copy); with it off, inputs do not depend on t0 at all."""
+    on = dataclasses.replace(CFG, t0_same_position=True)
+    m_on = NextScalePredictor(on, jr.normal(jr.key(1), (on.vocab_size, 8)), key=jr.key(0))
+    m_off = NextScalePredictor(CFG, m_on.codebook, key=jr.key(0))
+    assert m_off.t0_proj is None and count_parameters(m_on) > count_parameters(m_off)
+    t0 = random_tokens(CFG, rng, 1)[0]
+    t0b = t0.copy()
+    pos = CFG.token_offsets[2] + 3
+    t0b[pos] = CFG.scale_offsets[2] + (t0[pos] - CFG.scale_offsets[2] + 1) % 5
+    idx = np.arange(CFG.tokens_per_frame)
+    for m in (m_on, m_off):
+        a = m.query_inputs(idx, m.embed_tokens(jnp.asarray(t0)))
+        b = m.query_inputs(idx, m.embed_tokens(jnp.asarray(t0b)))
+        changed = np.flatnonzero(np.abs(np.asarray(a - b)).sum(-1) > 0)
+        assert changed.tolist() == ([pos] if m is m_on else [])

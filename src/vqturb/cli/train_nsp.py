@@ -45,6 +45,14 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--n_head", type=int, help="attention heads (default 8)")
     p.add_argument("--n_embd", type=int, help="embedding width (default 256)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
+    p.add_argument(
+        "--t0_same_position",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add t0's token at the same position to every t1 position, so that copying t0 "
+        "where nothing moved needs no attention (--no-t0_same_position: the seed's design, t0 "
+        "through attention only) [NSPConfig default]",
+    )
     add_run_flags(p, RUN_DEFAULTS, "nsp")
     add_optim_flags(p, OPTIM_DEFAULTS)
     p.add_argument("--dt", type=int, default=1, help="pair spacing in time steps (default 1)")
@@ -75,7 +83,9 @@ def resolve_configs(args: argparse.Namespace, tokens):
     if args.preset:
         model.update(PRESETS[args.preset])
     model.update({k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k) is not None})
-    model_cfg = NSPConfig.from_tokens(tokens.fields, dropout=args.dropout, **model)
+    model_cfg = NSPConfig.from_tokens(
+        tokens.fields, dropout=args.dropout, t0_same_position=args.t0_same_position, **model
+    )
     train_cfg = NSPTrainConfig(
         tokens_path=args.tokens_path,
         vqvae_checkpoint=args.vqvae_checkpoint,

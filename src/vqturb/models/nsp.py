@@ -76,6 +76,8 @@ class NextScalePredictor(eqx.Module):
     pos_emb: Float[Array, "t c"]
     scale_emb: Float[Array, "s c"]
     frame_emb: Float[Array, "2 c"]
+    # t0's codebook vectors -> residual stream, added at t1's positions (cfg.t0_same_position)
+    t0_proj: eqx.nn.Linear | None
     blocks: tuple[Block, ...]
     ln_f: eqx.nn.LayerNorm
     # One head per trainable scale, in the order of cfg.trainable_scales; head k maps to scale k's
@@ -92,7 +94,7 @@ class NextScalePredictor(eqx.Module):
     ):
         cfg = config
         c = cfg.n_embd
-        k_in, k_mask, k_pos, k_scale, k_frame, k_blocks, k_heads = jr.split(key, 7)
+        k_in, k_mask, k_pos, k_scale, k_frame, k_blocks, k_heads, k_t0 = jr.split(key, 8)
         if codebook is None:  # skeleton for deserialisation; the leaves are read from the file
             codebook = jnp.zeros((cfg.vocab_size, cfg.codebook_dim), jnp.float32)
         codebook = jnp.asarray(codebook, jnp.float32)
@@ -107,6 +109,9 @@ class NextScalePredictor(eqx.Module):
         self.pos_emb = 0.02 * jr.normal(k_pos, (cfg.tokens_per_frame, c))
         self.scale_emb = 0.02 * jr.normal(k_scale, (cfg.n_scales, c))
         self.frame_emb = 0.02 * jr.normal(k_frame, (2, c))
+        self.t0_proj = (
+            gpt2_linear(cfg.codebook_dim, c, 0.02, key=k_t0) if cfg.t0_same_position else None
+        )
         self.blocks = tuple(
             Block(c, cfg.n_head, cfg.mlp_ratio, cfg.dropout, cfg.n_layer, key=k)
             for k in jr.split(k_blocks, cfg.n_layer)
@@ -130,15 +135,33 @@ class NextScalePredictor(eqx.Module):
         scale_of = np.repeat(np.arange(cfg.n_scales), cfg.scale_lengths)
         return self.pos_emb[index] + self.scale_emb[scale_of[index]] + self.frame_emb[frame]
 
-    def content_inputs(
-        self, vectors: Float[Array, "n dim"], index: Int[np.ndarray, " n"], frame: int
-    ) -> Float[Array, "n c"]:
-        """Residual-stream inputs of true tokens (codebook vectors) at frame positions ``index``."""
-        return jax.vmap(self.in_proj)(vectors) + self._position(index, frame)
+    def t0_hint(
+        self, v0: Float[Array, "t dim"], index: Int[np.ndarray, " n"]
+    ) -> Float[Array, "n c"] | float:
+        """t0's token at the frame positions ``index``, projected (``cfg.t0_same_position``), to
+        add at t1's same positions; 0 when the configuration has it off."""
+        if self.t0_proj is None:
+            return 0.0
+        return jax.vmap(self.t0_proj)(v0[index])
 
-    def query_inputs(self, index: Int[np.ndarray, " n"]) -> Float[Array, "n c"]:
-        """Residual-stream inputs of t1 positions being predicted: the mask token + positions."""
-        return self.mask_token[None, :] + self._position(index, 1)
+    def content_inputs(
+        self,
+        vectors: Float[Array, "n dim"],
+        index: Int[np.ndarray, " n"],
+        frame: int,
+        v0: Float[Array, "t dim"] | None = None,
+    ) -> Float[Array, "n c"]:
+        """Residual-stream inputs of true tokens (codebook vectors) at frame positions ``index``;
+        for t1 (``frame == 1``) ``v0`` is t0's codebook vectors ``[T, D]`` (:meth:`t0_hint`)."""
+        x = jax.vmap(self.in_proj)(vectors) + self._position(index, frame)
+        return x + self.t0_hint(v0, index) if frame == 1 else x
+
+    def query_inputs(
+        self, index: Int[np.ndarray, " n"], v0: Float[Array, "t dim"]
+    ) -> Float[Array, "n c"]:
+        """Residual-stream inputs of t1 positions being predicted: the mask token + positions
+        (+ t0's token at the same positions, :meth:`t0_hint`)."""
+        return self.mask_token[None, :] + self._position(index, 1) + self.t0_hint(v0, index)
 
     # ---------------- trunk and heads ----------------
     def trunk(
@@ -182,7 +205,9 @@ class NextScalePredictor(eqx.Module):
         idx = np.arange(cfg.tokens_per_frame)
         scale_of = np.repeat(np.arange(cfg.n_scales), cfg.scale_lengths)
         x1 = jnp.where(
-            (scale_of == scale)[:, None], self.query_inputs(idx), self.content_inputs(v1, idx, 1)
+            (scale_of == scale)[:, None],
+            self.query_inputs(idx, v0),
+            self.content_inputs(v1, idx, 1, v0),
         )
         x = jnp.concatenate([self.content_inputs(v0, idx, 0), x1], axis=0)
         h = self.trunk(x, spec_mask(cfg), key=key)[cfg.tokens_per_frame :]
@@ -215,8 +240,8 @@ class NextScalePredictor(eqx.Module):
         x = jnp.concatenate(
             [
                 self.content_inputs(v0, index[:t], 0),
-                self.content_inputs(v1[ci], ci, 1),
-                self.query_inputs(qi),
+                self.content_inputs(v1[ci], ci, 1, v0),
+                self.query_inputs(qi, v0),
             ],
             axis=0,
         )

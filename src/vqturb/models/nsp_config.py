@@ -47,6 +47,11 @@ class NSPConfig:
     mlp_ratio: int = 4
     # Dropout probability on the attention and MLP outputs while training (0 disables it).
     dropout: float = 0.0
+    # Add t0's token at the same frame position (through its own learned projection) to every t1
+    # position, content and query alike: "copy t0 where nothing moved" then needs no attention.
+    # t0 is fully visible, so this keeps the block causality. False is the seed's design (t0 is
+    # read through attention only).
+    t0_same_position: bool = False
 
     def __post_init__(self):
         n = len(self.scales)
@@ -119,7 +124,7 @@ class NSPConfig:
         """Build the configuration from a tokens file's fields (``np.load`` result or a dict).
 
         ``preset`` ("spec" or "cpu") sets the trunk size; ``overrides`` (n_layer, n_head, n_embd,
-        mlp_ratio, dropout) win over the preset.
+        mlp_ratio, dropout, t0_same_position) win over the preset.
         """
         fields: dict[str, Any] = _preset(preset) if preset is not None else {}
         fields.update({k: v for k, v in overrides.items() if v is not None})

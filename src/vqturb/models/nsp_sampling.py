@@ -89,7 +89,7 @@ def _decode_one(
             tok = jnp.full((n,), cfg.scale_offsets[j], jnp.int32)
         else:
             if use_cache:
-                h, _ = model.extend(model.query_inputs(idx), cache)
+                h, _ = model.extend(model.query_inputs(idx, v0), cache)
                 logits = model.head_logits(j, h)
             else:
                 all_logits = model.logits_spec(v0, model.embed_tokens(t1), j)
@@ -101,7 +101,7 @@ def _decode_one(
                 tok = cfg.scale_offsets[j] + sample_logits(logits, key=scale_keys[j], **sampling)
         t1 = t1.at[off : off + n].set(tok)
         if use_cache and j in cfg.content_scales:
-            _, kv = model.extend(model.content_inputs(model.embed_tokens(tok), idx, 1), cache)
+            _, kv = model.extend(model.content_inputs(model.embed_tokens(tok), idx, 1, v0), cache)
             cache = tuple(
                 (jnp.concatenate([ck, k], 0), jnp.concatenate([cv, v], 0))
                 for (ck, cv), (k, v) in zip(cache, kv, strict=True)
