@@ -50,8 +50,9 @@ class NSPConfig:
     # Add t0's token at the same frame position (through its own learned projection) to every t1
     # position, content and query alike: "copy t0 where nothing moved" then needs no attention.
     # t0 is fully visible, so this keeps the block causality. False is the seed's design (t0 is
-    # read through attention only).
-    t0_same_position: bool = False
+    # read through attention only). On the demo data it lifts the validation accuracy at scales
+    # 2/4/8 from 0.22/0.01/0.01 to 0.77/0.44/0.42 after 400 steps (README, "Forecasting").
+    t0_same_position: bool = True
 
     def __post_init__(self):
         n = len(self.scales)
@@ -115,6 +116,8 @@ class NSPConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown NSPConfig fields: {sorted(unknown)}")
+        # checkpoints written before the field existed hold the seed's design
+        d = {"t0_same_position": False, **d}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
     @classmethod
