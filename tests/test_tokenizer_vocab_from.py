@@ -11,7 +11,7 @@ from vqturb.tokenizer import VQVAETokenizer, save_tokens
 
 
 @pytest.fixture
-def tok(tmp_path):
+def tok(tmp_path, stand_in_vqvae):
     path, _ = make_checkpoint(tmp_path / "m.eqx", var_mode=True)
     return VQVAETokenizer(path, batch_size=4)
 
@@ -47,7 +47,7 @@ def test_vocab_from_keeps_the_vocabulary_and_maps_unknown_codes_to_the_nearest(t
     assert np.load(tmp_path / "new.npz")["remapped_tokens"].tolist() == n_unknown
 
 
-def test_vocab_from_another_checkpoint_is_refused(tok, tmp_path, rng):
+def test_vocab_from_another_checkpoint_is_refused(tok, tmp_path, rng, stand_in_vqvae):
     x = fields(rng, 2)
     path = tmp_path / "t.npz"
     tokens = save_tokens(tok, x, path)

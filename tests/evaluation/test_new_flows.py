@@ -21,7 +21,7 @@ def _vqvae_checkpoint(path, data_dir):
 
     from vqturb.data import open_dataset
     from vqturb.models import VQVAEConfig, build_model
-    from vqturb.training import checkpoint
+    from vqturb import checkpoint
 
     cfg = VQVAEConfig(
         resolution=16,
