@@ -19,9 +19,9 @@ def _vqvae_checkpoint(path, data_dir):
     train-vqvae does, with the normalisation of ``data_dir``."""
     import jax.random as jr
 
+    from vqturb import checkpoint
     from vqturb.data import open_dataset
     from vqturb.models import VQVAEConfig, build_model
-    from vqturb import checkpoint
 
     cfg = VQVAEConfig(
         resolution=16,
