@@ -269,7 +269,7 @@ def time_averaged_spectra(
 
 
 def time_series(
-    generated: Float[ArrayLike, "s t h w"],
+    generated: Float[ArrayLike, "n t h w"],
     reference: Float[ArrayLike, "s t2 h w"],
     *,
     reconstructed: Float[ArrayLike, "s t3 h w"] | None = None,
