@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
+from test_nsp_task import tokens_path  # noqa: F401 (the synthetic tokens fixture)
 
 from vqturb import checkpoint as ck
 from vqturb.utils.records import read_metrics
@@ -64,24 +65,11 @@ def assert_close(a: Path, b: Path) -> None:
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def nsp_tokens(tmp_path_factory):
-    from synthetic_tokens import write_synthetic_tokens
-    from vqturb.utils.fileio import file_sha256
-
-    d = tmp_path_factory.mktemp("mp_nsp")
-    vq = d / "vqvae.eqx"
-    vq.write_bytes(b"stand-in VQ-VAE checkpoint")
-    return write_synthetic_tokens(
-        d / "tokens.npz", n_traj=4, n_steps=12, checkpoint_sha256=file_sha256(vq)
-    )
-
-
 @pytest.mark.parametrize("trainer", ["vqvae", "nsp"])
-def test_two_processes_equal_one_and_resume(trainer, tmp_path, mat_dataset, nsp_tokens):
+def test_two_processes_equal_one_and_resume(trainer, tmp_path, mat_dataset, tokens_path):
     """One process trains 4 steps; two processes train 2 steps, stop, and two processes resume to
     4: the final parameters agree (the all-reduce sums in another order, hence the tolerance)."""
-    data = mat_dataset if trainer == "vqvae" else nsp_tokens
+    data = mat_dataset if trainer == "vqvae" else tokens_path
     launch(trainer, tmp_path / "one", 4, data, nproc=1)
     launch(trainer, tmp_path / "two", 2, data, nproc=2)
     assert ck.list_checkpoints(tmp_path / "two") == [2]

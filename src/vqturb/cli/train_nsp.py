@@ -9,14 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vqturb.cli.train_flags import (
-    add_distributed_flags,
-    add_optim_flags,
-    add_run_flags,
-    optim_config,
-    run_config,
-    start_processes,
-)
+from vqturb.cli import train_flags as flags
 
 # SPEC defaults (../shared/SPEC.md, "Next-Scale Prediction", "Key arguments").
 MODEL_DEFAULTS = {"n_layer": 6, "n_head": 8, "n_embd": 256}
@@ -53,8 +46,8 @@ def register(sub) -> argparse.ArgumentParser:
         "where nothing moved needs no attention (--no-t0_same_position: the seed's design, t0 "
         "through attention only) [NSPConfig default]",
     )
-    add_run_flags(p, RUN_DEFAULTS, "nsp")
-    add_optim_flags(p, OPTIM_DEFAULTS)
+    flags.add_run_flags(p, RUN_DEFAULTS, "nsp")
+    flags.add_optim_flags(p, OPTIM_DEFAULTS)
     p.add_argument("--dt", type=int, default=1, help="pair spacing in time steps (default 1)")
     p.add_argument(
         "--all_scales",
@@ -68,7 +61,7 @@ def register(sub) -> argparse.ArgumentParser:
         help="validation share, for tokens files that record no split (default 0.1)",
     )
     p.add_argument("--preset", choices=["cpu"], help="a small model that trains on 2 CPU cores")
-    add_distributed_flags(p)
+    flags.add_distributed_flags(p)
     p.set_defaults(func=run)
     return p
 
@@ -89,8 +82,8 @@ def resolve_configs(args: argparse.Namespace, tokens):
     train_cfg = NSPTrainConfig(
         tokens_path=args.tokens_path,
         vqvae_checkpoint=args.vqvae_checkpoint,
-        run=run_config(args, RUN_DEFAULTS, preset),
-        optim=optim_config(args, OPTIM_DEFAULTS, preset),
+        run=flags.run_config(args, RUN_DEFAULTS, preset),
+        optim=flags.optim_config(args, OPTIM_DEFAULTS, preset),
         dt=args.dt,
         all_scales=args.all_scales,
         val_fraction=args.val_fraction,
@@ -102,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from vqturb.data.tokens_file import TokensFile
     from vqturb.training.nsp_task import train_nsp
 
-    start_processes(args)
+    flags.start_processes(args)
     tokens = TokensFile.read(args.tokens_path)
     model_cfg, train_cfg = resolve_configs(args, tokens)
     result = train_nsp(model_cfg, train_cfg, tokens)

@@ -8,14 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from vqturb.cli.train_flags import (
-    add_distributed_flags,
-    add_optim_flags,
-    add_run_flags,
-    optim_config,
-    run_config,
-    start_processes,
-)
+from vqturb.cli import train_flags as flags
 
 # SPEC defaults (../shared/SPEC.md, "Key Hyperparameters" and "Training").
 MODEL_DEFAULTS = {
@@ -154,8 +147,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--h5_key", default=None, help="dataset path inside HDF5 files (default: The Well layout)"
     )
-    add_run_flags(p, RUN_DEFAULTS, "vqvae")
-    add_optim_flags(p, OPTIM_DEFAULTS)
+    flags.add_run_flags(p, RUN_DEFAULTS, "vqvae")
+    flags.add_optim_flags(p, OPTIM_DEFAULTS)
     p.add_argument(
         "--spectral_weight",
         type=float,
@@ -178,7 +171,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--no_kmeans_init", action="store_true", help="do not initialise codebooks by k-means"
     )
-    add_distributed_flags(p)
+    flags.add_distributed_flags(p)
     p.set_defaults(func=run)
     return p
 
@@ -189,8 +182,8 @@ def resolve_train_config(args: argparse.Namespace):
     preset = TRAIN_PRESETS.get(args.preset, {}) if args.preset else {}
     return VQVAETrainConfig(
         data_dir=args.data_dir,
-        run=run_config(args, RUN_DEFAULTS, preset),
-        optim=optim_config(args, OPTIM_DEFAULTS, preset),
+        run=flags.run_config(args, RUN_DEFAULTS, preset),
+        optim=flags.optim_config(args, OPTIM_DEFAULTS, preset),
         var=args.var,
         h5_key=args.h5_key,
         precision=args.precision,
@@ -204,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from vqturb.data import open_dataset
     from vqturb.training.vqvae_task import train_vqvae
 
-    start_processes(args)
+    flags.start_processes(args)
     ds = open_dataset(args.data_dir, var=args.var, h5_key=args.h5_key)
     # Check divisibility against the data first: that error names the offending file.
     ds.check_divisible(2 ** len(_channel_mult(args)))

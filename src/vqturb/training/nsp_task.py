@@ -34,14 +34,7 @@ from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
 from vqturb.models.nsp import NextScalePredictor, build_nsp, count_parameters, trainable_spec
 from vqturb.models.nsp_config import NSPConfig
-from vqturb.training.loop import (
-    Objective,
-    RunConfig,
-    TrainResult,
-    TrainTask,
-    run_config_dict,
-    run_training,
-)
+from vqturb.training import loop
 from vqturb.training.optim import OptimConfig
 
 # --------------------------------------------------------------------------------------------
@@ -103,7 +96,7 @@ def nsp_loss(
     return loss, {"ce": ce, "acc": acc, "weight": weight}
 
 
-class NSPObjective(Objective):
+class NSPObjective(loop.Objective):
     """Next-scale cross-entropy; no non-gradient update (the codebook is frozen)."""
 
     all_scales: bool = eqx.field(static=True)  # every trainable scale per step, or one drawn
@@ -191,7 +184,7 @@ class NSPTrainConfig:
 
     tokens_path: str  # tokens.npz from `vqturb tokenizer save`
     vqvae_checkpoint: str | None  # the VQ-VAE checkpoint that made the tokens (hash checked)
-    run: RunConfig  # run folder, length, cadence, resume, logging
+    run: loop.RunConfig  # run folder, length, cadence, resume, logging
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(optimizer="lion"))  # SPEC: Lion
     dt: int = 1  # pair spacing in time_index units: (t, t + dt)
     all_scales: bool = False  # train every trainable scale per step (else one drawn scale)
@@ -199,7 +192,7 @@ class NSPTrainConfig:
     val_pairs: int = 256  # validation pairs evaluated (from the validation trajectories)
 
 
-class NSPTask(TrainTask):
+class NSPTask(loop.TrainTask):
     """The NSP transformer on the training pairs of a tokens file."""
 
     def __init__(self, model_cfg: NSPConfig, cfg: NSPTrainConfig, tokens: TokensFile | None = None):
@@ -308,7 +301,7 @@ class NSPTask(TrainTask):
 
 def train_nsp(
     model_cfg: NSPConfig, cfg: NSPTrainConfig, tokens: TokensFile | None = None
-) -> TrainResult:
+) -> loop.TrainResult:
     """Train a next-scale predictor on the pairs of ``cfg.tokens_path``.
 
     The run folder receives ``config.json``, ``metrics.jsonl`` (``kind`` "train" records with
@@ -317,5 +310,5 @@ def train_nsp(
     ``ckpt_<step>.eqx`` + ``state_<step>.eqx`` and ``final.eqx`` (kind ``"nsp"``).
     """
     task = NSPTask(model_cfg, cfg, tokens)
-    config = run_config_dict(model=model_cfg.to_dict(), train=cfg)
-    return run_training(task, cfg.run, cfg.optim, config)
+    config = loop.run_config_dict(model=model_cfg.to_dict(), train=cfg)
+    return loop.run_training(task, cfg.run, cfg.optim, config)

@@ -23,15 +23,7 @@ from vqturb.errors import InputError
 from vqturb.metrics import psnr, relative_l2, spectrum_log_error
 from vqturb.models import VQVAEConfig, build_model, ema_update, kmeans_init, trainable_spec
 from vqturb.physics import stats
-from vqturb.training import losses
-from vqturb.training.loop import (
-    Objective,
-    RunConfig,
-    TrainResult,
-    TrainTask,
-    run_config_dict,
-    run_training,
-)
+from vqturb.training import loop, losses
 from vqturb.training.optim import OptimConfig
 
 
@@ -40,7 +32,7 @@ class VQVAETrainConfig:
     """How to train a VQ-VAE (the model itself is a :class:`vqturb.models.VQVAEConfig`)."""
 
     data_dir: str  # dataset path: .mat folder(s) or HDF5 file(s)
-    run: RunConfig  # run folder, length, cadence, resume, logging
+    run: loop.RunConfig  # run folder, length, cadence, resume, logging
     optim: OptimConfig = field(default_factory=OptimConfig)  # SPEC: Adam, lr 1e-4
     var: str = "Omega"  # variable name inside .mat files
     h5_key: str | None = None  # dataset path inside HDF5 files (None: The Well layout)
@@ -84,7 +76,7 @@ def vqvae_loss(
     return loss, (recon, out, mse, commit)
 
 
-class VQVAEObjective(Objective):
+class VQVAEObjective(loop.Objective):
     """The VQ-VAE's loss and EMA codebook update (static settings only: hashable by value)."""
 
     beta: float = eqx.field(static=True)  # commitment weight
@@ -198,7 +190,7 @@ def write_validation_figures(
     return paths
 
 
-class VQVAETask(TrainTask):
+class VQVAETask(loop.TrainTask):
     """A VQ-VAE on a dataset: batches from the training split, validation on the val split."""
 
     def __init__(self, model_cfg: VQVAEConfig, cfg: VQVAETrainConfig):
@@ -294,7 +286,7 @@ class VQVAETask(TrainTask):
         return m
 
 
-def train_vqvae(model_cfg: VQVAEConfig, cfg: VQVAETrainConfig) -> TrainResult:
+def train_vqvae(model_cfg: VQVAEConfig, cfg: VQVAETrainConfig) -> loop.TrainResult:
     """Train a VQ-VAE on ``cfg.data_dir``; returns where the final model is and the last metrics.
 
     The run folder ``cfg.run.checkpoint_dir`` receives ``config.json``, ``metrics.jsonl``,
@@ -302,5 +294,5 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: VQVAETrainConfig) -> TrainResult:
     ``final.eqx`` (docs/formats.md, "Run folders").
     """
     task = VQVAETask(model_cfg, cfg)
-    config = run_config_dict(model=model_cfg.to_dict(), train=cfg)
-    return run_training(task, cfg.run, cfg.optim, config)
+    config = loop.run_config_dict(model=model_cfg.to_dict(), train=cfg)
+    return loop.run_training(task, cfg.run, cfg.optim, config)
