@@ -11,7 +11,6 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from test_nsp_task import tokens_path  # noqa: F401 (the synthetic tokens fixture)
 
 from vqturb import checkpoint as ck
 from vqturb.utils.records import read_metrics

@@ -34,16 +34,6 @@ def arrays_of(model):
     return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(model, eqx.is_array))]
 
 
-@pytest.fixture(scope="module")
-def tokens_path(tmp_path_factory):
-    d = tmp_path_factory.mktemp("nsp")
-    vq = d / "vqvae.eqx"
-    vq.write_bytes(b"stand-in VQ-VAE checkpoint")
-    return write_synthetic_tokens(
-        d / "tokens.npz", n_traj=4, n_steps=12, checkpoint_sha256=file_sha256(vq)
-    )
-
-
 def config(tokens_path, run_dir, **kw):
     """A tiny run: keyword arguments go to RunConfig, OptimConfig or NSPTrainConfig by name."""
     base = dict(
