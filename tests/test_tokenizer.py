@@ -88,9 +88,11 @@ def test_saved_tokens_file(tok_and_data, tmp_path):
         "indices_flat", "vectors_flat", "codebook", "scale_offsets", "scale_vocab_sizes",
         "unified_to_scale", "unified_to_original", "scales", "trajectory_id", "time_index",
         "norm_mean", "norm_std", "checkpoint_sha256", "split", "split_val_fraction",
-        "split_test_fraction", "split_seed",
+        "split_test_fraction", "split_seed", "remapped_tokens",
     }  # fmt: skip
     assert set(z.files) == expected
+    # fitted on these fields: no token needed a nearest-code replacement (that is --vocab_from's)
+    assert z["remapped_tokens"].shape == (len(z["scales"]),) and not z["remapped_tokens"].any()
     n, t = z["indices_flat"].shape
     v, d = z["codebook"].shape
     assert n == 10 and t == int(np.sum(z["scales"] ** 2))
