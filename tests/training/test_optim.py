@@ -33,7 +33,7 @@ def test_constant_schedule_keeps_the_peak_after_warmup():
 @pytest.mark.parametrize(
     "kw, flag",
     [
-        ({"optimizer": "sgd"}, "--optimizer"),
+        ({"optimizer": "rmsprop"}, "--optimizer"),
         ({"lr": -1.0}, "--lr"),
         ({"lr": float("nan")}, "--lr"),
         ({"lr_schedule": "linear"}, "--lr_schedule"),
