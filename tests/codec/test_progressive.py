@@ -4,22 +4,12 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from vqturb.models import VQVAEConfig, build_model
+from tiny_vqvae import tiny_vqvae_config
+from vqturb.models import build_model
 
 
 def test_a_prefix_of_scales_decodes_to_the_partial_residual_sum(rng):
-    cfg = VQVAEConfig(
-        resolution=16,
-        base_channels=4,
-        channel_mult=(1, 2),
-        num_res_blocks=1,
-        hidden_dim=8,
-        codebook_dim=4,
-        vocab_size=16,
-        norm_groups=2,
-        scales=(1, 2, 4),
-        var_mode=True,
-    )
+    cfg = tiny_vqvae_config(var_mode=True)
     model = build_model(cfg, key=jr.PRNGKey(0))
     x = rng.standard_normal((2, 16, 16)).astype(np.float32)
     idx = model.encode(x)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tiny_vqvae import tiny_vqvae_config
 from vqturb.cli import main
 
 # 16² fields of the forced flow (fixed dt: one compilation of the stepper for both datasets)
@@ -21,20 +22,9 @@ def _vqvae_checkpoint(path, data_dir):
 
     from vqturb import checkpoint
     from vqturb.data import open_dataset
-    from vqturb.models import VQVAEConfig, build_model
+    from vqturb.models import build_model
 
-    cfg = VQVAEConfig(
-        resolution=16,
-        base_channels=8,
-        channel_mult=(1, 2),
-        num_res_blocks=1,
-        hidden_dim=8,
-        codebook_dim=4,
-        vocab_size=16,
-        var_mode=True,
-        scales=SCALES,
-        norm_groups=2,
-    )
+    cfg = tiny_vqvae_config(base_channels=8, var_mode=True, scales=SCALES)
     with open_dataset(data_dir) as ds:
         x = np.stack([ds.get(0, t) for t in range(4)])
     norm = {"mean": float(x.mean()), "std": float(x.std())}

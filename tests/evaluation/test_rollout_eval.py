@@ -4,6 +4,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from tiny_vqvae import tiny_vqvae_config
 from vqturb.data.splits import SplitRule
 from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
@@ -299,20 +300,9 @@ def test_evaluate_rollouts_rejects_mismatched_raw(tmp_path, rng):
 def _tiny_vqvae():
     import jax.random as jr
 
-    from vqturb.models import VQVAEConfig, build_model
+    from vqturb.models import build_model
 
-    cfg = VQVAEConfig(
-        resolution=16,
-        base_channels=8,
-        channel_mult=(1, 2),
-        num_res_blocks=1,
-        hidden_dim=8,
-        codebook_dim=4,
-        vocab_size=8,
-        var_mode=True,
-        scales=SCALES,
-        norm_groups=2,
-    )
+    cfg = tiny_vqvae_config(base_channels=8, vocab_size=8, var_mode=True, scales=SCALES)
     return build_model(cfg, key=jr.key(0)), cfg
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from tiny_vqvae import tiny_vqvae_config
 from vqturb.errors import InputError
 from vqturb.models import (
     VARVQVAE2d,
@@ -23,20 +24,7 @@ from vqturb.models.vqvae import _straight_through
 VAR_SCALES = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 
 
-def tiny(**kw) -> VQVAEConfig:
-    """16² fields, 4x down to a 4x4 latent grid; a few thousand parameters."""
-    base = dict(
-        resolution=16,
-        base_channels=4,
-        channel_mult=(1, 2),
-        num_res_blocks=1,
-        hidden_dim=8,
-        codebook_dim=4,
-        vocab_size=16,
-        norm_groups=2,
-        scales=(1, 2, 4),
-    )
-    return VQVAEConfig(**{**base, **kw})
+tiny = tiny_vqvae_config
 
 
 def fields(rng, n, size):
