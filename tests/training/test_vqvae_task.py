@@ -111,6 +111,25 @@ def test_resumed_run_equals_uninterrupted(mat_dataset, tmp_path):
     assert steps_b == [1, 2, 3, 4, 5, 6]
 
 
+def test_augmented_run_resumes_exactly_and_trains_on_other_fields(mat_dataset, tmp_path):
+    """The symmetries are drawn from the step's key: a resumed augmented run equals an
+    uninterrupted one, and it differs from the same run without augmentation."""
+    aug = dict(augment=("roll", "rot90", "mirror"))
+    full = vt.train_vqvae(tiny_cfg(), train_cfg(mat_dataset, tmp_path / "a", max_steps=4, **aug))
+    vt.train_vqvae(tiny_cfg(), train_cfg(mat_dataset, tmp_path / "b", max_steps=3, **aug))
+    resumed = vt.train_vqvae(
+        tiny_cfg(), train_cfg(mat_dataset, tmp_path / "b", max_steps=4, resume="auto", **aug)
+    )
+    plain = vt.train_vqvae(tiny_cfg(), train_cfg(mat_dataset, tmp_path / "c", max_steps=4))
+    a, b, c = (ck.load_model(r.final_path)[0] for r in (full, resumed, plain))
+    for x, y in zip(model_state_arrays(a), model_state_arrays(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert any(
+        not np.array_equal(x, y)
+        for x, y in zip(model_state_arrays(a), model_state_arrays(c), strict=True)
+    )
+
+
 def test_resume_with_other_model_flags_is_refused(mat_dataset, tmp_path):
     vt.train_vqvae(tiny_cfg(), train_cfg(mat_dataset, tmp_path / "r", max_steps=3))
     other = tiny_cfg().replace(vocab_size=32)
@@ -171,10 +190,15 @@ def test_cli_train_vqvae_and_errors(mat_dataset, tmp_path, capsys):
         "2",
         "--log_every",
         "1",
+        "--augment",
+        "mirror,roll",
     ]
     assert main(argv) == 0
     assert (run / "final.eqx").is_file()
     cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["augment"] == ["roll", "mirror"] and cfg["train"]["mirror_sign"] == -1
+    assert main([*argv[:-1], "flip", "--checkpoint_dir", str(tmp_path / "flip")]) == 2
+    assert "--augment" in capsys.readouterr().err
     assert cfg["model"]["vocab_size"] == 16 and cfg["model"]["var_mode"] is True
     assert cfg["train"]["optim"]["lr"] == 1e-4  # SPEC default when not given
     assert cfg["train"]["optim"]["optimizer"] == "adam"

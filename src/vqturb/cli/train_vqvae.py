@@ -152,14 +152,28 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--spectral_weight",
         type=float,
-        default=0.0,
+        default=None,
         help="weight of the energy-spectrum log-error loss term (default 0)",
     )
     p.add_argument(
         "--gradient_weight",
         type=float,
-        default=0.0,
+        default=None,
         help="weight of the relative gradient-error loss term (default 0)",
+    )
+    p.add_argument(
+        "--augment",
+        default=None,
+        help="random symmetries per training field: none or a comma list of roll (periodic "
+        "shift), rot90, mirror (default none; training/augment.py)",
+    )
+    p.add_argument(
+        "--mirror_sign",
+        type=float,
+        choices=[-1.0, 1.0],
+        default=-1.0,
+        help="sign of a mirrored field: -1 for a pseudo-scalar such as vorticity, 1 for a scalar "
+        "(default -1)",
     )
     add_model_flags(p)
     p.add_argument(
@@ -177,6 +191,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def resolve_train_config(args: argparse.Namespace):
+    from vqturb.training.augment import parse_augment
     from vqturb.training.vqvae_task import VQVAETrainConfig
 
     preset = TRAIN_PRESETS.get(args.preset, {}) if args.preset else {}
@@ -188,9 +203,16 @@ def resolve_train_config(args: argparse.Namespace):
         h5_key=args.h5_key,
         precision=args.precision,
         kmeans_init=not args.no_kmeans_init,
-        spectral_weight=args.spectral_weight,
-        gradient_weight=args.gradient_weight,
+        spectral_weight=_pick(args.spectral_weight, preset, "spectral_weight", 0.0),
+        gradient_weight=_pick(args.gradient_weight, preset, "gradient_weight", 0.0),
+        augment=parse_augment(_pick(args.augment, preset, "augment", "none")),
+        mirror_sign=args.mirror_sign,
     )
+
+
+def _pick(value, preset: dict, name: str, default):
+    """The flag's value if given, else the preset's, else ``default``."""
+    return value if value is not None else preset.get(name, default)
 
 
 def run(args: argparse.Namespace) -> int:

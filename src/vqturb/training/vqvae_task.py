@@ -24,6 +24,7 @@ from vqturb.metrics import psnr, relative_l2, spectrum_log_error
 from vqturb.models import VQVAEConfig, build_model, ema_update, kmeans_init, trainable_spec
 from vqturb.physics import stats
 from vqturb.training import loop, losses
+from vqturb.training.augment import augment_batch
 from vqturb.training.optim import OptimConfig
 
 
@@ -43,6 +44,8 @@ class VQVAETrainConfig:
     val_fields: int = 64  # validation fields evaluated (from the validation split)
     spectral_weight: float = 0.0  # weight of losses.spectral_loss (0: MSE + commitment only)
     gradient_weight: float = 0.0  # weight of losses.gradient_loss
+    augment: tuple[str, ...] = ()  # random symmetries per training field (training/augment.py)
+    mirror_sign: float = -1.0  # sign of a mirrored field (-1: pseudo-scalar such as vorticity)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -83,11 +86,17 @@ class VQVAEObjective(loop.Objective):
     precision: str = eqx.field(static=True)  # fp32 | bf16
     spectral_weight: float = eqx.field(static=True, default=0.0)
     gradient_weight: float = eqx.field(static=True, default=0.0)
+    augment: tuple[str, ...] = eqx.field(static=True, default=())  # training/augment.py
+    augment_zero: float = eqx.field(static=True, default=0.0)  # physical 0 in normalised units
+    mirror_sign: float = eqx.field(static=True, default=-1.0)
 
     def trainable(self, model: Any) -> Any:
         return trainable_spec(model)
 
     def loss(self, model: Any, batch: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]:
+        batch = augment_batch(
+            batch, key, self.augment, zero=self.augment_zero, mirror_sign=self.mirror_sign
+        )
         loss, (recon, out, mse, commit) = vqvae_loss(
             model,
             batch,
@@ -223,6 +232,9 @@ class VQVAETask(loop.TrainTask):
             precision=cfg.precision,
             spectral_weight=cfg.spectral_weight,
             gradient_weight=cfg.gradient_weight,
+            augment=tuple(cfg.augment),
+            augment_zero=float(self.norm.apply(0.0)),
+            mirror_sign=float(cfg.mirror_sign),
         )
         self._val_range: float | None = None
 
