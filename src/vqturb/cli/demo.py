@@ -87,6 +87,10 @@ def stages(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
                 str(vq),
                 "--max_steps",
                 str(d["vqvae_steps"]),
+                # the demo's fields are periodic vorticity: shifts, rotations and mirror images
+                # (negated) are flows too; held-out rel. L2 0.458 against 0.518 without (README)
+                "--augment",
+                "roll,rot90,mirror",
             ],
         ),
         (
