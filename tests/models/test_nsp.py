@@ -10,7 +10,13 @@ import jax.random as jr
 import numpy as np
 import pytest
 
-from vqturb.models.nsp import NextScalePredictor, build_nsp, count_parameters, trainable_spec
+from vqturb.models.nsp import (
+    NextScalePredictor,
+    build_nsp,
+    count_parameters,
+    trainable_spec,
+    with_copy_rates,
+)
 from vqturb.models.nsp_config import NSPConfig, preset
 from vqturb.models.nsp_masks import all_scales_layout, key_prefix_blocks, layout_mask, spec_mask
 from vqturb.models.nsp_sampling import filter_logits, generate, rollout, scale_logits
@@ -37,13 +43,22 @@ def random_tokens(cfg, rng, b):
     ).astype(np.int32)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["seed", "t0_same_position"])
+@pytest.fixture(
+    scope="module",
+    params=[(False, False), (True, False), (True, True)],
+    ids=["seed", "t0_same_position", "copy_prior"],
+)
 def model(request):
-    """The seed's design (t0 through attention only) and t0's token added at t1's positions:
-    every property below must hold for both."""
-    cfg = dataclasses.replace(CFG, t0_same_position=request.param)
+    """The seed's design (t0 through attention only), t0's token added at t1's positions, and the
+    copy prior on top (set to non-zero values): every property below must hold for all three."""
+    same, prior = request.param
+    cfg = dataclasses.replace(CFG, t0_same_position=same, copy_prior=prior)
     codebook = jr.normal(jr.key(1), (cfg.vocab_size, cfg.codebook_dim))
-    return NextScalePredictor(cfg, codebook, key=jr.key(0))
+    m = NextScalePredictor(cfg, codebook, key=jr.key(0))
+    if prior:
+        m = with_copy_rates(m, [0.6, 0.4])
+        m = eqx.tree_at(lambda a: a.near_gain, m, jnp.asarray([0.05, 0.1]))
+    return m
 
 
 def test_config_roundtrip_and_from_tokens():
@@ -235,3 +250,39 @@ def test_t0_same_position_gives_t1_the_token_of_t0_at_its_position(rng):
         b = m.query_inputs(idx, m.embed_tokens(jnp.asarray(t0b)))
         changed = np.flatnonzero(np.abs(np.asarray(a - b)).sum(-1) > 0)
         assert changed.tolist() == ([pos] if m is m_on else [])
+
+
+def test_copy_prior_starts_at_the_copy_rate_and_favours_t0s_neighbours(rng):
+    """With the heads' logits at 0, t0's own token gets exactly the rate it was set to, the other
+    codes share the rest, and a positive distance gain ranks them by closeness to t0's code."""
+    cfg = dataclasses.replace(CFG, copy_prior=True)
+    m = NextScalePredictor(cfg, jr.normal(jr.key(1), (cfg.vocab_size, 8)), key=jr.key(0))
+    assert count_parameters(m) == count_parameters(
+        NextScalePredictor(CFG, m.codebook, key=jr.key(0))
+    ) + 2 * len(CFG.trainable_scales)
+    m = eqx.tree_at(
+        lambda a: a.heads,
+        m,
+        tuple(
+            eqx.tree_at(lambda h: (h.weight, h.bias), h, (0 * h.weight, 0 * h.bias))
+            for h in m.heads
+        ),
+    )
+    m = with_copy_rates(m, [0.7, 0.3])
+    t0, t1 = random_tokens(CFG, rng, 2)
+    v0, v1 = m.embed_tokens(jnp.asarray(t0)), m.embed_tokens(jnp.asarray(t1))
+    for i, k in enumerate(CFG.trainable_scales):
+        o, n = CFG.token_offsets[k], CFG.scale_lengths[k]
+        p = np.asarray(jax.nn.softmax(m.logits_all(v0, v1)[i], -1))
+        own = t0[o : o + n] - CFG.scale_offsets[k]
+        np.testing.assert_allclose(p[np.arange(n), own], [0.7, 0.3][i], rtol=1e-5)
+    near = eqx.tree_at(lambda a: a.near_gain, m, jnp.asarray([0.0, 0.2]))
+    k = CFG.trainable_scales[1]
+    o, n, off = CFG.token_offsets[k], CFG.scale_lengths[k], CFG.scale_offsets[k]
+    p = np.asarray(jax.nn.softmax(near.logits_all(v0, v1)[1], -1))
+    codes = np.asarray(m.codebook)[off : off + CFG.scale_vocab_sizes[k]]
+    for pos in range(n):
+        d2 = np.sum((codes - np.asarray(v0)[o + pos]) ** 2, -1)
+        others = np.flatnonzero(d2 > 0)
+        order = others[np.argsort(d2[others])]
+        assert (np.diff(p[pos, order]) < 0).all()  # closer codes are likelier

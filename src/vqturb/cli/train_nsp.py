@@ -46,6 +46,14 @@ def register(sub) -> argparse.ArgumentParser:
         "where nothing moved needs no attention (--no-t0_same_position: the seed's design, t0 "
         "through attention only) [NSPConfig default]",
     )
+    p.add_argument(
+        "--copy_prior",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add a learned copy-t0 prior to every scale's logits (t0's token at the same "
+        "position, and its codebook neighbours), initialised at the training pairs' copy rate "
+        "[NSPConfig default]",
+    )
     flags.add_run_flags(p, RUN_DEFAULTS, "nsp")
     flags.add_optim_flags(p, OPTIM_DEFAULTS)
     p.add_argument("--dt", type=int, default=1, help="pair spacing in time steps (default 1)")
@@ -77,7 +85,11 @@ def resolve_configs(args: argparse.Namespace, tokens):
         model.update(PRESETS[args.preset])
     model.update({k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k) is not None})
     model_cfg = NSPConfig.from_tokens(
-        tokens.fields, dropout=args.dropout, t0_same_position=args.t0_same_position, **model
+        tokens.fields,
+        dropout=args.dropout,
+        t0_same_position=args.t0_same_position,
+        copy_prior=args.copy_prior,
+        **model,
     )
     train_cfg = NSPTrainConfig(
         tokens_path=args.tokens_path,

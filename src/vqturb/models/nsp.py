@@ -62,6 +62,9 @@ from vqturb.models.nsp_config import NSPConfig
 from vqturb.models.nsp_masks import CONTENT, all_scales_layout, layout_mask, spec_mask
 from vqturb.models.transformer import KV, Block, gpt2_linear
 
+# Scale of the copy prior's parameters (NextScalePredictor.copy_bias).
+PRIOR_GAIN = 10.0
+
 
 class NextScalePredictor(eqx.Module):
     """Block-causal transformer predicting t1's scales from t0 (see the module docstring).
@@ -83,6 +86,10 @@ class NextScalePredictor(eqx.Module):
     # One head per trainable scale, in the order of cfg.trainable_scales; head k maps to scale k's
     # own vocabulary range (output i <-> unified id scale_offsets[k] + i).
     heads: tuple[eqx.nn.Linear, ...]
+    # cfg.copy_prior: per trainable scale, the bonus of t0's own token and the gain of the
+    # codebook-distance penalty, both in units of PRIOR_GAIN (see copy_bias); None when off.
+    copy_logit: Float[Array, " k"] | None
+    near_gain: Float[Array, " k"] | None
     config: NSPConfig = eqx.field(static=True)
 
     def __init__(
@@ -122,6 +129,9 @@ class NextScalePredictor(eqx.Module):
             gpt2_linear(c, cfg.scale_vocab_sizes[k], 0.02, key=hk)
             for k, hk in zip(cfg.trainable_scales, head_keys, strict=False)
         )
+        n_k = len(cfg.trainable_scales)
+        self.copy_logit = jnp.zeros(n_k) if cfg.copy_prior else None
+        self.near_gain = jnp.zeros(n_k) if cfg.copy_prior else None
         self.config = cfg
 
     # ---------------- embeddings ----------------
@@ -176,10 +186,32 @@ class NextScalePredictor(eqx.Module):
             x, _ = block(x, mask=mask, key=k)
         return jax.vmap(self.ln_f)(x)
 
-    def head_logits(self, k: int, hidden: Float[Array, "n c"]) -> Float[Array, "n v"]:
-        """Logits of scale ``k`` (static) over its own vocabulary range."""
+    def head_logits(
+        self, k: int, hidden: Float[Array, "n c"], v0_k: Float[Array, "n dim"]
+    ) -> Float[Array, "n v"]:
+        """Logits of scale ``k`` (static) over its own vocabulary range; ``v0_k`` are t0's
+        codebook vectors at scale k's positions (for :meth:`copy_bias`)."""
         head = self.heads[self.config.trainable_scales.index(k)]
-        return jax.vmap(head)(hidden)
+        return jax.vmap(head)(hidden) + self.copy_bias(k, v0_k)
+
+    def copy_bias(self, k: int, v0_k: Float[Array, "n dim"]) -> Float[Array, "n v"] | float:
+        """``cfg.copy_prior``: ``G (copy_logit_k [c_j = v0_i] - near_gain_k d_ij^2 / mean d^2)``
+        with ``d_ij`` the distance of scale k's code j to t0's code at position i and ``mean d^2``
+        the mean squared distance between two of the scale's codes; 0 when off.
+
+        ``G = PRIOR_GAIN``: optimisers move a parameter by about the learning rate per step
+        whatever its gradient (Adam's and Lion's normalised updates), so a logit-sized scalar
+        at lr 1e-4 would move by 0.2 in 2000 steps; scaled by G it moves G times further."""
+        if self.copy_logit is None:
+            return 0.0
+        cfg = self.config
+        i = cfg.trainable_scales.index(k)
+        off = cfg.scale_offsets[k]
+        codes = jax.lax.stop_gradient(self.codebook)[off : off + cfg.scale_vocab_sizes[k]]
+        d2 = jnp.sum((v0_k[:, None, :] - codes[None, :, :]) ** 2, axis=-1)
+        spread = jnp.maximum(2.0 * jnp.sum(jnp.var(codes, axis=0)), 1e-12)
+        same = (d2 == 0).astype(d2.dtype)
+        return PRIOR_GAIN * (self.copy_logit[i] * same - self.near_gain[i] * d2 / spread)
 
     # ---------------- training forms ----------------
     def logits_spec(
@@ -211,12 +243,11 @@ class NextScalePredictor(eqx.Module):
         )
         x = jnp.concatenate([self.content_inputs(v0, idx, 0), x1], axis=0)
         h = self.trunk(x, spec_mask(cfg), key=key)[cfg.tokens_per_frame :]
-        return tuple(
-            self.head_logits(
-                k, h[cfg.token_offsets[k] : cfg.token_offsets[k] + cfg.scale_lengths[k]]
-            )
-            for k in cfg.trainable_scales
-        )
+        out = []
+        for k in cfg.trainable_scales:
+            sl = slice(cfg.token_offsets[k], cfg.token_offsets[k] + cfg.scale_lengths[k])
+            out.append(self.head_logits(k, h[sl], v0[sl]))
+        return tuple(out)
 
     def logits_all(
         self,
@@ -249,7 +280,8 @@ class NextScalePredictor(eqx.Module):
         out, start = [], 0
         for k in cfg.trainable_scales:
             n = cfg.scale_lengths[k]
-            out.append(self.head_logits(k, h[start : start + n]))
+            o = cfg.token_offsets[k]
+            out.append(self.head_logits(k, h[start : start + n], v0[o : o + n]))
             start += n
         return tuple(out)
 
@@ -277,6 +309,20 @@ class NextScalePredictor(eqx.Module):
             x, kv = block(x, prefix=prefix)
             new.append(kv)
         return jax.vmap(self.ln_f)(x), tuple(new)
+
+
+def with_copy_rates(model: NextScalePredictor, rates) -> NextScalePredictor:
+    """Set ``copy_logit`` so that, with the heads' logits at 0, t0's token has probability
+    ``rates[i]`` at trainable scale i: ``log(r (V - 1) / (1 - r))`` (clipped to r in [1/V, 0.999]);
+    the distance gain is reset to 0. A model without the copy prior is returned unchanged."""
+    if model.copy_logit is None:
+        return model
+    cfg = model.config
+    v = np.asarray([cfg.scale_vocab_sizes[k] for k in cfg.trainable_scales], np.float64)
+    r = np.clip(np.asarray(rates, np.float64), 1.0 / v, 0.999)
+    logit = np.log(r * (v - 1) / (1 - r)) / PRIOR_GAIN
+    model = eqx.tree_at(lambda m: m.copy_logit, model, jnp.asarray(logit, jnp.float32))
+    return eqx.tree_at(lambda m: m.near_gain, model, jnp.zeros_like(model.near_gain))
 
 
 def build_nsp(

@@ -53,6 +53,13 @@ class NSPConfig:
     # read through attention only). On the demo data it lifts the validation accuracy at scales
     # 2/4/8 from 0.22/0.01/0.01 to 0.77/0.44/0.42 after 400 steps (README, "Forecasting").
     t0_same_position: bool = True
+    # Add a learned per-scale "copy t0" prior to every head's logits (a pointer to t0's token at
+    # the same position, as in pointer-generator networks, See et al. 2017, arXiv:1704.04368):
+    # ``copy_logit_k`` on t0's own token and ``-near_gain_k * d^2 / mean d^2`` on every code by
+    # its squared codebook distance to that token (the next code is likely a neighbour). The
+    # trainer initialises ``copy_logit_k`` at the log-odds of the copy rate of its training pairs,
+    # so the untrained model already forecasts persistence and training learns the changes.
+    copy_prior: bool = False
 
     def __post_init__(self):
         n = len(self.scales)
@@ -117,7 +124,7 @@ class NSPConfig:
         if unknown:
             raise ValueError(f"unknown NSPConfig fields: {sorted(unknown)}")
         # checkpoints written before the field existed hold the seed's design
-        d = {"t0_same_position": False, **d}
+        d = {"t0_same_position": False, "copy_prior": False, **d}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
     @classmethod
@@ -127,7 +134,7 @@ class NSPConfig:
         """Build the configuration from a tokens file's fields (``np.load`` result or a dict).
 
         ``preset`` ("spec" or "cpu") sets the trunk size; ``overrides`` (n_layer, n_head, n_embd,
-        mlp_ratio, dropout, t0_same_position) win over the preset.
+        mlp_ratio, dropout, t0_same_position, copy_prior) win over the preset.
         """
         fields: dict[str, Any] = _preset(preset) if preset is not None else {}
         fields.update({k: v for k, v in overrides.items() if v is not None})

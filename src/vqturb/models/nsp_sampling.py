@@ -90,7 +90,7 @@ def _decode_one(
         else:
             if use_cache:
                 h, _ = model.extend(model.query_inputs(idx, v0), cache)
-                logits = model.head_logits(j, h)
+                logits = model.head_logits(j, h, v0[idx])
             else:
                 all_logits = model.logits_spec(v0, model.embed_tokens(t1), j)
                 logits = all_logits[cfg.trainable_scales.index(j)]

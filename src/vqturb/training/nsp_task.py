@@ -32,7 +32,13 @@ from vqturb.data.loader import BatchSchedule
 from vqturb.data.splits import SplitRule
 from vqturb.data.tokens_file import TokensFile
 from vqturb.errors import InputError
-from vqturb.models.nsp import NextScalePredictor, build_nsp, count_parameters, trainable_spec
+from vqturb.models.nsp import (
+    NextScalePredictor,
+    build_nsp,
+    count_parameters,
+    trainable_spec,
+    with_copy_rates,
+)
 from vqturb.models.nsp_config import NSPConfig
 from vqturb.training import loop
 from vqturb.training.optim import OptimConfig
@@ -266,6 +272,12 @@ class NSPTask(loop.TrainTask):
 
     def init_model(self, key: jax.Array) -> Any:
         return build_nsp(self.model_cfg, self.tokens.codebook, key=key)
+
+    def prepare(self, model: Any, key: jax.Array) -> Any:
+        """A fresh model's copy prior starts at the training pairs' copy rate per scale."""
+        t = self.tokens.indices
+        rates = copy_accuracy(self.model_cfg, t[self.train_pairs[:, 0]], t[self.train_pairs[:, 1]])
+        return with_copy_rates(model, rates)
 
     def batches(self, start: int, rows: slice) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         step = start
