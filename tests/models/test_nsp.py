@@ -67,6 +67,8 @@ def test_config_roundtrip_and_from_tokens():
     # a config from before t0_same_position existed is the seed's design, so its checkpoint loads
     old = {k: v for k, v in d.items() if k != "t0_same_position"}
     assert NSPConfig.from_dict(old).t0_same_position is False and CFG.t0_same_position is True
+    old = {k: v for k, v in d.items() if k != "copy_prior"}
+    assert NSPConfig.from_dict(old).copy_prior is False and CFG.copy_prior is True
     import json
 
     assert NSPConfig.from_dict(json.loads(json.dumps(d))) == CFG
@@ -257,8 +259,9 @@ def test_copy_prior_starts_at_the_copy_rate_and_favours_t0s_neighbours(rng):
     codes share the rest, and a positive distance gain ranks them by closeness to t0's code."""
     cfg = dataclasses.replace(CFG, copy_prior=True)
     m = NextScalePredictor(cfg, jr.normal(jr.key(1), (cfg.vocab_size, 8)), key=jr.key(0))
+    without = dataclasses.replace(CFG, copy_prior=False)
     assert count_parameters(m) == count_parameters(
-        NextScalePredictor(CFG, m.codebook, key=jr.key(0))
+        NextScalePredictor(without, m.codebook, key=jr.key(0))
     ) + 2 * len(CFG.trainable_scales)
     m = eqx.tree_at(
         lambda a: a.heads,

@@ -168,16 +168,41 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, tokens_path, cap
     assert any("loss_s2" in r for r in read_metrics(tmp_path / "full" / "metrics.jsonl"))
 
 
+def test_copy_prior_starts_at_the_training_pairs_copy_rate(tokens_path):
+    """A fresh run's copy logit is the log-odds of copying t0 on its own training pairs (and only
+    those: validation and test rows do not leak into the initialisation)."""
+    import dataclasses
+
+    import jax.random as jr
+
+    from vqturb.models.nsp import PRIOR_GAIN
+    from vqturb.training.nsp_task import NSPTask, copy_accuracy
+
+    mc = dataclasses.replace(model_config(tokens_path), copy_prior=True)
+    task = NSPTask(mc, config(tokens_path, "unused", max_steps=1))
+    model = task.prepare(task.init_model(jr.key(0)), jr.key(1))
+    t, pairs = task.tokens.indices, task.train_pairs
+    rate = copy_accuracy(mc, t[pairs[:, 0]], t[pairs[:, 1]])
+    v = np.asarray([mc.scale_vocab_sizes[k] for k in mc.trainable_scales])
+    r = np.clip(rate, 1 / v, 0.999)
+    np.testing.assert_allclose(
+        PRIOR_GAIN * np.asarray(model.copy_logit), np.log(r * (v - 1) / (1 - r)), rtol=1e-5
+    )
+    assert not np.asarray(model.near_gain).any()
+    assert len(pairs) < len(task.tokens.pairs(1))  # validation pairs exist and were left out
+
+
 def test_cli_trains_and_writes_final(tmp_path, tokens_path):
     run = tmp_path / "cli"
     vq = Path(tokens_path).parent / "vqvae.eqx"
     args = ["train-nsp", "--tokens_path", str(tokens_path), "--vqvae_checkpoint", str(vq)]
     args += ["--checkpoint_dir", str(run), "--max_steps", "2", "--batch_size", "4", "--lr", "1e-3"]
     args += ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--log_every", "2"]
-    assert main(args) == 0
+    assert main([*args, "--copy_prior"]) == 0
     assert (run / "final.eqx").is_file()
     header = ck.read_header(run / "final.eqx")
     assert header["kind"] == "nsp" and header["config"]["n_embd"] == 32
+    assert header["config"]["copy_prior"] is True
     assert json.loads((run / "config.json").read_text())["train"]["optim"]["optimizer"] == "lion"
 
 

@@ -59,7 +59,11 @@ class NSPConfig:
     # its squared codebook distance to that token (the next code is likely a neighbour). The
     # trainer initialises ``copy_logit_k`` at the log-odds of the copy rate of its training pairs,
     # so the untrained model already forecasts persistence and training learns the changes.
-    copy_prior: bool = False
+    # Default by measurement (demo tokens, cpu preset, 2000 steps, scored on a new generator
+    # seed): teacher-forced accuracy at 2²/4²/8² 0.726/0.542/0.404 against 0.622/0.461/0.388
+    # without it (copy rate 0.750/0.561/0.406), loss 1.28/2.32/3.01 against 1.54/2.63/3.13
+    # (README, "Forecasting flows the model never saw"). False: the model without it.
+    copy_prior: bool = True
 
     def __post_init__(self):
         n = len(self.scales)
