@@ -138,6 +138,65 @@ def test_saved_split_is_the_datasets(tok_and_data, tmp_path, rng):
             assert got == sorted(map(tuple, sub.refs.tolist())), SPLIT_NAMES[k]
 
 
+def test_symmetry_images_are_training_trajectories_of_the_rotated_fields(
+    tok_and_data, tmp_path, rng
+):
+    """--augment rot90,mirror: each training row gets 7 images (3 turns x 2 mirrors + 1 mirror),
+    each the encoding of the transformed field, in its own training trajectory with the original's
+    time indices; val/test rows get none, and the data's own rows are unchanged."""
+    import scipy.io
+
+    from vqturb.data import open_dataset
+    from vqturb.data.splits import TRAIN
+    from vqturb.data.tokens_file import TokensFile
+    from vqturb.training.augment import apply_symmetry, symmetry_group
+
+    tok, _ = tok_and_data
+    for i in range(5):
+        (tmp_path / "ds" / f"traj_{i}").mkdir(parents=True)
+        for t, f in enumerate(fields(rng, 3)):
+            scipy.io.savemat(tmp_path / "ds" / f"traj_{i}" / f"{t + 1}.mat", {"Omega": f})
+    ds = open_dataset(tmp_path / "ds")
+    plain = save_tokens(tok, ds, tmp_path / "plain.npz")
+    aug = save_tokens(tok, ds, tmp_path / "aug.npz", augment=("rot90", "mirror"))
+    back = TokensFile.read(tmp_path / "aug.npz")
+    assert back.symmetry_ops == "rot90,mirror" and back.symmetry.max() == 7
+    n = plain.n_rows
+    train = plain.split == TRAIN
+    assert 0 < train.sum() < n and back.n_rows == n + 7 * train.sum()
+    own = back.symmetry == 0
+    assert own.sum() == n and (back.split[~own] == TRAIN).all()
+    np.testing.assert_array_equal(back.split[own], plain.split)
+    for a, b in zip(back.codes(back.indices[own]), plain.codes(plain.indices), strict=True):
+        np.testing.assert_array_equal(a, b)
+    group = symmetry_group(("rot90", "mirror"))
+    x = np.asarray(ds.all().get_batch(np.flatnonzero(train)), np.float32)
+    for j in (1, 4, 7):
+        rows = np.flatnonzero(back.symmetry == j)
+        assert (back.trajectory_id[rows] // 5 == j).all()  # image j of trajectory t is j * 5 + t
+        np.testing.assert_array_equal(back.time_index[rows], plain.time_index[train])
+        want = tok.encode_codes(apply_symmetry(x, group[j], mirror_sign=-1.0))
+        got = back.codes(back.indices[rows])
+        for w, g in zip(want, got, strict=True):
+            np.testing.assert_array_equal(w, g)
+    pairs = plain.pairs(1)
+    n_train_pairs = int(train[pairs[:, 0]].sum())
+    assert len(aug.pairs(1)) == len(pairs) + 7 * n_train_pairs  # pairs stay inside each image
+
+
+def test_symmetry_group_and_its_action():
+    from vqturb.training.augment import apply_symmetry, symmetry_group
+
+    assert symmetry_group(("rot90",)) == [(0, False), (1, False), (2, False), (3, False)]
+    assert len(symmetry_group(("rot90", "mirror"))) == 8 and symmetry_group(())[0] == (0, False)
+    with pytest.raises(InputError, match="roll"):
+        symmetry_group(("roll",))
+    x = np.arange(16.0).reshape(1, 4, 4)
+    np.testing.assert_array_equal(apply_symmetry(x, (1, False)), np.rot90(x, 1, axes=(1, 2)))
+    np.testing.assert_array_equal(apply_symmetry(x, (0, True)), -x[..., ::-1])
+    np.testing.assert_array_equal(apply_symmetry(x, (0, True), mirror_sign=1.0), x[..., ::-1])
+
+
 def test_info(tok_and_data):
     tok, x = tok_and_data
     info = tokenizer_info(tok, x)

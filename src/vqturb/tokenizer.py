@@ -479,6 +479,48 @@ def tokens_file(
     )
 
 
+def symmetry_scan(
+    tok: VQVAETokenizer,
+    source: Source,
+    scan: ScanResult,
+    train: np.ndarray,
+    ops: tuple[str, ...],
+    *,
+    mirror_sign: float = -1.0,
+    progress: bool = False,
+) -> tuple[ScanResult, np.ndarray]:
+    """``scan`` followed by the codes of every image of its ``train`` rows under each
+    non-identity element of the group ``ops`` generates (:func:`vqturb.training.augment.
+    symmetry_group`). Image j of trajectory t becomes trajectory ``j * n + t`` (``n`` = the
+    scan's trajectory count) with t's time indices, so pairs stay inside an image. Returns the
+    combined scan and each row's group element (0: the data's own rows)."""
+    from vqturb.training.augment import apply_symmetry, symmetry_group
+    from vqturb.utils.progress import Progress
+
+    group = symmetry_group(ops)[1:]
+    src = _as_source(source)
+    rows = np.flatnonzero(train)
+    n = int(scan.trajectory_id.max()) + 1
+    codes = [[c] for c in scan.codes]  # per scale: a list of [N, s, s] blocks
+    traj, time, element = [scan.trajectory_id], [scan.time_index], [np.zeros(len(train), np.int8)]
+    with Progress(len(rows) * len(group), "symmetry images", "field", disable=not progress) as bar:
+        for start in range(0, len(rows), 4 * tok.batch_size):
+            sel = rows[start : start + 4 * tok.batch_size]
+            x = np.asarray(src.get_batch(sel), dtype=np.float32)
+            for j, g in enumerate(group, start=1):
+                c = tok.encode_codes(apply_symmetry(x, g, mirror_sign=mirror_sign))
+                for k, ck in enumerate(c):
+                    codes[k].append(ck)
+                traj.append(j * n + scan.trajectory_id[sel])
+                time.append(scan.time_index[sel])
+                element.append(np.full(len(sel), j, np.int8))
+                bar.update(len(sel))
+    merged = ScanResult(
+        [np.concatenate(c) for c in codes], None, np.concatenate(traj), np.concatenate(time)
+    )
+    return merged, np.concatenate(element)
+
+
 def save_tokens(
     tok: VQVAETokenizer,
     source: Source,
@@ -486,6 +528,8 @@ def save_tokens(
     *,
     split_rule: SplitRule | None = None,
     vocab_from: str | os.PathLike | None = None,
+    augment: tuple[str, ...] = (),
+    mirror_sign: float = -1.0,
     progress: bool = False,
 ) -> TokensFile:
     """Tokenize all of ``source`` and write ``output`` (``tokens.npz``, atomically).
@@ -495,10 +539,27 @@ def save_tokens(
     ``source``, or, with ``vocab_from``, taken from that earlier tokens file (codes it lacks map
     to their nearest code, :meth:`VQVAETokenizer.nearest_known_codes`); the file's
     ``remapped_tokens`` holds the number of tokens so replaced per scale (zeros when fitted).
+
+    ``augment`` (``rot90``, ``mirror``): the training rows' images under every other element of
+    the symmetry group are added as new training trajectories (:func:`symmetry_scan`; the
+    ``symmetry`` field says which rows they are), more pairs for the NSP model. Only exact
+    symmetries of the dynamics belong here: a quarter turn for forcing with k_x = k_y, a mirror
+    image for mirror-symmetric forcing (the demo's ``cos 4x + cos 4y`` needs a shift too, so the
+    demo uses rot90 only).
     """
     import dataclasses
 
+    from vqturb.data.splits import TRAIN
+
+    rule = split_rule or tok.split_rule
     scan = tok.scan(source, progress=progress)
+    labels = rule.labels(scan.trajectory_id, scan.time_index)
+    element = None
+    if augment:
+        scan, element = symmetry_scan(
+            tok, source, scan, labels == TRAIN, augment, mirror_sign=mirror_sign, progress=progress
+        )
+        labels = np.concatenate([labels, np.full(len(element) - len(labels), TRAIN, np.int8)])
     if vocab_from is None:
         tok.fit_codes(scan.codes)
         remapped = np.zeros(len(scan.codes), np.int64)
@@ -506,6 +567,12 @@ def save_tokens(
         tok.use_vocabulary_of(vocab_from)
         codes, remapped = tok.nearest_known_codes(scan.codes)
         scan = dataclasses.replace(scan, codes=codes)
-    tokens = dataclasses.replace(tokens_file(tok, scan, split_rule), remapped_tokens=remapped)
+    tokens = dataclasses.replace(
+        tokens_file(tok, scan, rule),
+        split=labels,
+        remapped_tokens=remapped,
+        symmetry=element,
+        symmetry_ops=",".join(augment),
+    )
     tokens.write(output)
     return tokens

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="VQ-VAE checkpoint (.eqx)")
@@ -50,6 +52,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "nearest code it has at that scale (codebook distance), and their count is printed and "
         "stored as remapped_tokens [fit a new vocabulary]",
     )
+    save.add_argument(
+        "--augment",
+        default="none",
+        help="add the training rows' images under a symmetry group of the dynamics as new "
+        "training trajectories (more NSP pairs): none or rot90 and/or mirror, comma-separated "
+        "[none]; only exact symmetries of the flow belong here (README)",
+    )
+    save.add_argument(
+        "--mirror_sign",
+        type=float,
+        choices=[-1.0, 1.0],
+        default=-1.0,
+        help="sign of a mirrored field: -1 for vorticity (a pseudo-scalar), 1 for a scalar [-1]",
+    )
     save.set_defaults(func=run)
     return p
 
@@ -80,12 +96,25 @@ def run(args: argparse.Namespace) -> int:
             f"max {info['recon_rel_l2_max']:.4f}"
         )
         return 0
-    tokens = save_tokens(tok, ds, args.output, vocab_from=args.vocab_from, progress=progress)
+    from vqturb.training.augment import parse_augment, symmetry_group
+
+    augment = parse_augment(args.augment)
+    symmetry_group(augment)  # refuses roll before anything is encoded
+    tokens = save_tokens(
+        tok, ds, args.output, vocab_from=args.vocab_from, augment=augment,
+        mirror_sign=args.mirror_sign, progress=progress,
+    )  # fmt: skip
     n, t = tokens.indices.shape
     print(
         f"wrote {args.output}: {n} fields x {t} tokens, unified vocabulary "
         f"{tokens.vocab_size}, scales {list(tokens.scales)}"
     )
+    if augment:
+        extra = int(np.count_nonzero(tokens.symmetry))
+        print(
+            f"symmetry images ({','.join(augment)}): {extra} rows added as training trajectories "
+            f"({n - extra} rows of data)"
+        )
     if args.vocab_from is not None:
         rem = tokens.remapped_tokens
         print(

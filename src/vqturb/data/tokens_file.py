@@ -57,6 +57,8 @@ REQUIRED_FIELDS: tuple[str, ...] = (
     "checkpoint_sha256",
 )
 OPTIONAL_FIELDS: tuple[str, ...] = (
+    "symmetry",
+    "symmetry_ops",
     "unified_to_scale",
     "norm_mean",
     "norm_std",
@@ -144,6 +146,10 @@ class TokensFile:
     split_rule: SplitRule | None = None  # the rule `split` was computed with
     # [K] tokens mapped to the nearest known code per scale (tokenizer save --vocab_from)
     remapped_tokens: np.ndarray | None = None
+    # [N] int8: 0 for a row of the data, j > 0 for a training row's image under element j of the
+    # group `symmetry_ops` generates (tokenizer save --augment; training/augment.symmetry_group)
+    symmetry: np.ndarray | None = None
+    symmetry_ops: str = ""  # e.g. "rot90,mirror"; "" when no row is a symmetry image
     path: str = "<memory>"  # where it was read from (named in errors)
     _row_of: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -236,6 +242,15 @@ class TokensFile:
                     f"[{n}] labels 0 (train), 1 (val), 2 (test)",
                 )  # fmt: skip
             fix("split", sp.astype(np.int8))
+        if self.symmetry is not None:
+            sy = np.asarray(self.symmetry)
+            if sy.shape != (n,) or sy.dtype.kind not in "iu":
+                raise InputError(
+                    path, "symmetry", f"shape {sy.shape} dtype {sy.dtype}",
+                    f"[{n}] integers, 0 for the data's own rows",
+                )  # fmt: skip
+            fix("symmetry", sy.astype(np.int8))
+        fix("symmetry_ops", str(self.symmetry_ops))
 
     # ---- reading and writing --------------------------------------------------------------
 
@@ -289,6 +304,8 @@ class TokensFile:
             split=a.get("split"),
             split_rule=rule,
             remapped_tokens=a.get("remapped_tokens"),
+            symmetry=a.get("symmetry"),
+            symmetry_ops=str(a["symmetry_ops"]) if "symmetry_ops" in a else "",
             path=str(path),
         )
         if "unified_to_scale" in a and not np.array_equal(
@@ -321,6 +338,9 @@ class TokensFile:
             out["split"] = self.split
         if self.remapped_tokens is not None:
             out["remapped_tokens"] = np.asarray(self.remapped_tokens, np.int64)
+        if self.symmetry is not None:
+            out["symmetry"] = self.symmetry
+            out["symmetry_ops"] = np.str_(self.symmetry_ops)
         if self.split_rule is not None:
             out["split_val_fraction"] = np.float64(self.split_rule.val_fraction)
             out["split_test_fraction"] = np.float64(self.split_rule.test_fraction)

@@ -79,3 +79,25 @@ def augment_batch(
         )
     keys = jr.split(key, batch.shape[0])
     return jax.vmap(lambda a, k: _one(a, k, ops, zero, mirror_sign))(batch, keys)
+
+
+def symmetry_group(ops: tuple[str, ...]) -> list[tuple[int, bool]]:
+    """Every element of the group ``ops`` generates (``rot90`` and/or ``mirror``; ``roll`` has no
+    finite enumeration and is refused) as ``(quarter turns, mirrored)``, the identity first."""
+    if "roll" in ops:
+        raise InputError(None, "--augment", "roll", "rot90 and/or mirror (shifts move the forcing)")
+    turns = range(4) if "rot90" in ops else range(1)
+    mirrors = (False, True) if "mirror" in ops else (False,)
+    return [(k, m) for m in mirrors for k in turns]
+
+
+def apply_symmetry(fields, element: tuple[int, bool], *, mirror_sign: float = -1.0):
+    """One group element (:func:`symmetry_group`) applied to physical fields ``[..., H, W]``
+    (NumPy): ``k`` quarter turns, then, if mirrored, ``x → −x`` times ``mirror_sign``."""
+    import numpy as np
+
+    k, mirrored = element
+    out = np.rot90(fields, k, axes=(-2, -1))
+    if mirrored:
+        out = mirror_sign * out[..., ::-1]
+    return np.ascontiguousarray(out)
