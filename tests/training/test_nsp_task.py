@@ -137,14 +137,21 @@ def test_bad_inputs_are_clear_input_errors(tmp_path, tokens_path):
 
 def test_learns_the_rule_logs_per_scale_and_leaves_final(tmp_path, tokens_path):
     run = tmp_path / "run"
-    cfg = config(tokens_path, run, all_scales=True, max_steps=120, log_every=20)
+    cfg = config(tokens_path, run, all_scales=True, max_steps=120, log_every=20, val_every=40)
     res = train_nsp(model_config(tokens_path), cfg)
     losses = [h["loss"] for h in res.history]
     assert losses[-1] < 0.75 * losses[0], losses
     records = read_metrics(run / "metrics.jsonl")
     train = [r for r in records if r["kind"] == "train"]
     assert {"loss_s1", "loss_s2", "acc_s1", "acc_s2", "tokens_per_s"} <= set(train[-1])
-    assert [r for r in records if r["kind"] == "val"]  # validation at the end
+    val = [r for r in records if r["kind"] == "val"]
+    assert [r["step"] for r in val] == [40, 80, 120]
+    # best.eqx: the model of the validation with the lowest loss, its score in the header
+    best = min(val, key=lambda r: r["loss"])
+    header = ck.read_header(run / "best.eqx")
+    assert header["meta"]["step"] == best["step"] and header["meta"]["best"] == {
+        "loss": best["loss"]
+    }
     model, header = ck.load_model(run / "final.eqx", kind="nsp")
     assert header["meta"]["step"] == 120 and header["config"] == model_config(tokens_path).to_dict()
     assert model.config == model_config(tokens_path)

@@ -74,6 +74,8 @@ def test_train_writes_final_checkpoint_metrics_and_figures(mat_dataset, tmp_path
         assert all(np.isfinite(r[key]) for r in train), key
     val = [r for r in recs if r["kind"] == "val"]
     assert val and 0 < val[-1]["val_rel_l2"] < 10 and np.isfinite(val[-1]["val_spectrum_error"])
+    best = ck.read_header(run / "best.eqx")["meta"]
+    assert best["step"] == 4 and best["best"] == {"val_rel_l2": val[-1]["val_rel_l2"]}
     figs = sorted(p.name for p in (run / "figures").iterdir())
     assert any(f.startswith("reconstructions_") for f in figs)
     assert any(f.startswith("spectra_") for f in figs)

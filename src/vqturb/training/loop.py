@@ -1,7 +1,8 @@
 """The training loop both trainers run: a :class:`TrainTask` says what is trained, this module how.
 
 The loop owns everything that is not specific to a model: the run folder (``config.json``,
-``metrics.jsonl``, ``ckpt_<step>.eqx`` + ``state_<step>.eqx``, ``final.eqx``; docs/formats.md),
+``metrics.jsonl``, ``ckpt_<step>.eqx`` + ``state_<step>.eqx``, ``final.eqx`` and ``best.eqx`` (the
+model of the validation with the lowest ``TrainTask.best_metric``); docs/formats.md),
 exact resume, the device mesh and the per-process slice of every batch, the key schedule, the
 learning-rate schedule, metric windows, the finite check before every save, checkpoint and
 validation cadence, the progress bar and the metric sinks (JSONL always, wandb when asked).
@@ -186,6 +187,9 @@ class TrainTask(abc.ABC):
         """Extra fields for ``config.json`` (sizes of the data, parameter counts, ...)."""
         return {}
 
+    # The validation metric that picks ``best.eqx`` (lower is better); None: no best model.
+    best_metric: str | None = None
+
 
 def to_host(tree: Any) -> Any:
     """A NumPy copy of every array leaf. Replicated arrays spanning several processes are read
@@ -320,6 +324,8 @@ def run_training(task: TrainTask, run: RunConfig, optim: OptimConfig, config: di
             ck.prune_checkpoints(run_dir, run.keep_checkpoints)
         return mp
 
+    best_path = run_dir / "best.eqx"
+    best = _best_score(best_path, task.best_metric) if resume_path is not None else math.inf
     last_good, last_metrics, val_metrics = resume_path, {}, {}
     history: list[dict] = []
     pending: list[dict] = []  # device metrics of the current window, fetched at log time
@@ -355,6 +361,12 @@ def run_training(task: TrainTask, run: RunConfig, optim: OptimConfig, config: di
                 val_metrics = task.validate(to_host(model), done, run_dir)
                 if val_metrics:
                     logger.log(done, val_metrics, kind="val")
+                score = val_metrics.get(task.best_metric) if task.best_metric else None
+                if score is not None and math.isfinite(score) and score < best:
+                    best = float(score)
+                    ck.save_model(best_path, to_host(model), kind=task.kind,
+                                  config=task.model_config(),
+                                  meta={**meta, "step": done, "best": {task.best_metric: best}})  # fmt: skip
             bar.update(1)
     finally:
         bar.close()
@@ -364,6 +376,13 @@ def run_training(task: TrainTask, run: RunConfig, optim: OptimConfig, config: di
         ck.save_model(final, to_host(model), kind=task.kind, config=task.model_config(),
                       meta={**meta, "step": total})  # fmt: skip
     return TrainResult(final, total, last_metrics, val_metrics, history)
+
+
+def _best_score(path: Path, metric: str | None) -> float:
+    """The score ``best.eqx`` was kept for (a resumed run keeps improving on it), else inf."""
+    if metric is None or not path.is_file():
+        return math.inf
+    return float(ck.read_header(path).get("meta", {}).get("best", {}).get(metric, math.inf))
 
 
 def run_config_dict(**parts: Any) -> dict:

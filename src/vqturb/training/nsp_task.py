@@ -201,6 +201,8 @@ class NSPTrainConfig:
 class NSPTask(loop.TrainTask):
     """The NSP transformer on the training pairs of a tokens file."""
 
+    best_metric = "loss"  # best.eqx: the lowest validation cross-entropy (mean over scales)
+
     def __init__(self, model_cfg: NSPConfig, cfg: NSPTrainConfig, tokens: TokensFile | None = None):
         self.kind, self.name = "nsp", "train-nsp"
         self.model_cfg, self.cfg = model_cfg, cfg

@@ -202,6 +202,8 @@ def write_validation_figures(
 class VQVAETask(loop.TrainTask):
     """A VQ-VAE on a dataset: batches from the training split, validation on the val split."""
 
+    best_metric = "val_rel_l2"  # best.eqx: the lowest validation relative L2
+
     def __init__(self, model_cfg: VQVAEConfig, cfg: VQVAETrainConfig):
         self.kind, self.name = "vqvae", "train-vqvae"
         self.model_cfg, self.cfg = model_cfg, cfg
