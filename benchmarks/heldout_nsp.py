@@ -1,12 +1,12 @@
 """NSP scorecard on a tokens file of flows the model never saw (every pair of it): teacher-forced
 accuracy and loss against the copy-t0 rate and the uniform loss per scale; forecast skill in the
 decoder's space (truth: the decoded true tokens of t+s; persistence: the decoded tokens of t0) at
-steps 1..5 for single rollouts and the mean of an ensemble of 4, per sampling temperature, from
-up to 32 starting frames (every 8th frame). Used for the README's copy-prior table.
+steps 1..5 for single rollouts and the mean of an ensemble (4 members unless given), per sampling
+temperature, from up to 32 starting frames (every 8th frame). Used for the README's NSP tables.
 
 Usage::
 
-    .venv/bin/python benchmarks/heldout_nsp.py NSP_CKPT VQ_CKPT HELDOUT_TOKENS LABEL [T1,T2,...]
+    .venv/bin/python benchmarks/heldout_nsp.py NSP_CKPT VQ_CKPT HELDOUT_TOKENS LABEL [T1,T2,...] [MEMBERS]
 """
 
 import json
@@ -39,7 +39,8 @@ print(json.dumps(out), flush=True)
 
 tok = VQVAETokenizer(vq_ckpt, batch_size=64)
 tok.use_vocabulary_of(tok_path)
-K, E = 5, 4
+K = 5
+E = int(sys.argv[6]) if len(sys.argv) > 6 else 4  # ensemble members
 row = tf.row_of()
 # starting frames: every 8th frame with K successors in its trajectory
 starts = []
@@ -72,6 +73,7 @@ for temp in temps:
                 "label": label,
                 "temperature": temp,
                 "n_starts": len(starts),
+                "members": E,
                 "single": [round(v, 3) for v in single],
                 "ensemble": [round(v, 3) for v in ens],
                 "persistence": [round(v, 3) for v in per],

@@ -151,10 +151,10 @@ def _per_scale(
 def evaluate(
     model: NextScalePredictor, tokens: TokensFile, pairs: np.ndarray, batch_size: int
 ) -> dict:
-    """Per-scale validation cross-entropy, accuracy and copy-t0 accuracy over ``pairs`` (whole
-    batches, in order), on this process's first device."""
+    """Per-scale validation cross-entropy, accuracy and copy-t0 accuracy over every pair of
+    ``pairs`` (batches of ``batch_size``, the last one smaller), on this process's first device."""
     cfg = model.config
-    n = (len(pairs) // batch_size) * batch_size
+    n = len(pairs)
     if n == 0:
         return {}
     ce = np.zeros(len(cfg.trainable_scales))
@@ -162,18 +162,18 @@ def evaluate(
     for i in range(0, n, batch_size):
         sel = pairs[i : i + batch_size]
         aux = jax.device_get(eval_step(model, tokens.indices[sel[:, 0]], tokens.indices[sel[:, 1]]))
-        ce += aux["ce"]
-        acc += aux["acc"]
-    nb = n // batch_size
-    copy = copy_accuracy(cfg, tokens.indices[pairs[:n, 0]], tokens.indices[pairs[:n, 1]])
+        ce += len(sel) * aux["ce"]
+        acc += len(sel) * aux["acc"]
+    ce, acc = ce / n, acc / n
+    copy = copy_accuracy(cfg, tokens.indices[pairs[:, 0]], tokens.indices[pairs[:, 1]])
     uniform = np.log([cfg.scale_vocab_sizes[k] for k in cfg.trainable_scales])
     m = {
-        "loss": float(np.mean(ce / nb)),
-        "acc": float(np.mean(acc / nb)),
+        "loss": float(np.mean(ce)),
+        "acc": float(np.mean(acc)),
         "copy_acc": float(np.mean(copy)),
     }
-    m.update(_per_scale(cfg, "loss", ce / nb))
-    m.update(_per_scale(cfg, "acc", acc / nb))
+    m.update(_per_scale(cfg, "loss", ce))
+    m.update(_per_scale(cfg, "acc", acc))
     m.update(_per_scale(cfg, "copy_acc", copy))
     m.update(_per_scale(cfg, "uniform_loss", uniform))
     return m
