@@ -110,20 +110,27 @@ def test_saved_tokens_file(tok_and_data, tmp_path):
     assert np.array_equal(arrays["indices_flat"], z["indices_flat"])
 
 
-def test_saved_split_is_the_datasets(tok_and_data, tmp_path, rng):
-    """Each row of tokens.npz records its split: the dataset's own (the VQ-VAE run's rule)."""
+def _mat_trajectories(root, rng, n_traj):
+    """A dataset folder of ``n_traj`` trajectories of 3 random ``.mat`` fields, opened."""
     import scipy.io
 
     from vqturb.data import open_dataset
+
+    for i in range(n_traj):
+        (root / f"traj_{i}").mkdir(parents=True)
+        for t, f in enumerate(fields(rng, 3)):
+            scipy.io.savemat(root / f"traj_{i}" / f"{t + 1}.mat", {"Omega": f})
+    return open_dataset(root)
+
+
+def test_saved_split_is_the_datasets(tok_and_data, tmp_path, rng):
+    """Each row of tokens.npz records its split: the dataset's own (the VQ-VAE run's rule)."""
+
     from vqturb.data.splits import SPLIT_NAMES, SplitRule
     from vqturb.data.tokens_file import TokensFile
 
     tok, _ = tok_and_data
-    for i in range(6):
-        (tmp_path / "ds" / f"traj_{i}").mkdir(parents=True)
-        for t, f in enumerate(fields(rng, 3)):
-            scipy.io.savemat(tmp_path / "ds" / f"traj_{i}" / f"{t + 1}.mat", {"Omega": f})
-    ds = open_dataset(tmp_path / "ds")
+    ds = _mat_trajectories(tmp_path / "ds", rng, 6)
     assert tok.split_rule == SplitRule()  # the checkpoint's meta has no split: the defaults
     for rule in (None, SplitRule(0.3, 0.2, seed=3)):
         save_tokens(tok, ds, tmp_path / "tokens.npz", split_rule=rule)
@@ -144,19 +151,13 @@ def test_symmetry_images_are_training_trajectories_of_the_rotated_fields(
     """--augment rot90,mirror: each training row gets 7 images (3 turns x 2 mirrors + 1 mirror),
     each the encoding of the transformed field, in its own training trajectory with the original's
     time indices; val/test rows get none, and the data's own rows are unchanged."""
-    import scipy.io
 
-    from vqturb.data import open_dataset
     from vqturb.data.splits import TRAIN
     from vqturb.data.tokens_file import TokensFile
     from vqturb.training.augment import apply_symmetry, symmetry_group
 
     tok, _ = tok_and_data
-    for i in range(5):
-        (tmp_path / "ds" / f"traj_{i}").mkdir(parents=True)
-        for t, f in enumerate(fields(rng, 3)):
-            scipy.io.savemat(tmp_path / "ds" / f"traj_{i}" / f"{t + 1}.mat", {"Omega": f})
-    ds = open_dataset(tmp_path / "ds")
+    ds = _mat_trajectories(tmp_path / "ds", rng, 5)
     plain = save_tokens(tok, ds, tmp_path / "plain.npz")
     aug = save_tokens(tok, ds, tmp_path / "aug.npz", augment=("rot90", "mirror"))
     back = TokensFile.read(tmp_path / "aug.npz")

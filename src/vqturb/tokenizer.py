@@ -550,7 +550,9 @@ def save_tokens(
     import dataclasses
 
     from vqturb.data.splits import TRAIN
+    from vqturb.training.augment import symmetry_group
 
+    symmetry_group(augment)  # refuses what has no finite group (roll) before encoding anything
     rule = split_rule or tok.split_rule
     scan = tok.scan(source, progress=progress)
     labels = rule.labels(scan.trajectory_id, scan.time_index)

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 
+from vqturb.cli.train_flags import add_mirror_sign_flag
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="VQ-VAE checkpoint (.eqx)")
@@ -59,13 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "training trajectories (more NSP pairs): none or rot90 and/or mirror, comma-separated "
         "[none]; only exact symmetries of the flow belong here (README)",
     )
-    save.add_argument(
-        "--mirror_sign",
-        type=float,
-        choices=[-1.0, 1.0],
-        default=-1.0,
-        help="sign of a mirrored field: -1 for vorticity (a pseudo-scalar), 1 for a scalar [-1]",
-    )
+    add_mirror_sign_flag(save)
     save.set_defaults(func=run)
     return p
 
@@ -96,10 +92,9 @@ def run(args: argparse.Namespace) -> int:
             f"max {info['recon_rel_l2_max']:.4f}"
         )
         return 0
-    from vqturb.training.augment import parse_augment, symmetry_group
+    from vqturb.training.augment import parse_augment
 
     augment = parse_augment(args.augment)
-    symmetry_group(augment)  # refuses roll before anything is encoded
     tokens = save_tokens(
         tok, ds, args.output, vocab_from=args.vocab_from, augment=augment,
         mirror_sign=args.mirror_sign, progress=progress,

@@ -104,6 +104,18 @@ def add_optim_flags(p: argparse.ArgumentParser, defaults: dict) -> None:
     )
 
 
+def add_mirror_sign_flag(p: argparse.ArgumentParser) -> None:
+    """``--mirror_sign`` of the symmetry augmentations (train-vqvae, tokenizer save)."""
+    p.add_argument(
+        "--mirror_sign",
+        type=float,
+        choices=[-1.0, 1.0],
+        default=-1.0,
+        help="sign of a mirrored field: -1 for a pseudo-scalar such as vorticity, 1 for a scalar "
+        "(default -1)",
+    )
+
+
 def add_distributed_flags(p: argparse.ArgumentParser) -> None:
     """``--coordinator_address --num_processes --process_id`` (JAX's cluster detection without)."""
     p.add_argument(

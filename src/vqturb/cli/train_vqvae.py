@@ -152,29 +152,22 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--spectral_weight",
         type=float,
-        default=None,
+        default=0.0,
         help="weight of the energy-spectrum log-error loss term (default 0)",
     )
     p.add_argument(
         "--gradient_weight",
         type=float,
-        default=None,
+        default=0.0,
         help="weight of the relative gradient-error loss term (default 0)",
     )
     p.add_argument(
         "--augment",
-        default=None,
+        default="none",
         help="random symmetries per training field: none or a comma list of roll (periodic "
         "shift), rot90, mirror (default none; training/augment.py)",
     )
-    p.add_argument(
-        "--mirror_sign",
-        type=float,
-        choices=[-1.0, 1.0],
-        default=-1.0,
-        help="sign of a mirrored field: -1 for a pseudo-scalar such as vorticity, 1 for a scalar "
-        "(default -1)",
-    )
+    flags.add_mirror_sign_flag(p)
     add_model_flags(p)
     p.add_argument(
         "--precision",
@@ -203,16 +196,11 @@ def resolve_train_config(args: argparse.Namespace):
         h5_key=args.h5_key,
         precision=args.precision,
         kmeans_init=not args.no_kmeans_init,
-        spectral_weight=_pick(args.spectral_weight, preset, "spectral_weight", 0.0),
-        gradient_weight=_pick(args.gradient_weight, preset, "gradient_weight", 0.0),
-        augment=parse_augment(_pick(args.augment, preset, "augment", "none")),
+        spectral_weight=args.spectral_weight,
+        gradient_weight=args.gradient_weight,
+        augment=parse_augment(args.augment),
         mirror_sign=args.mirror_sign,
     )
-
-
-def _pick(value, preset: dict, name: str, default):
-    """The flag's value if given, else the preset's, else ``default``."""
-    return value if value is not None else preset.get(name, default)
 
 
 def run(args: argparse.Namespace) -> int:

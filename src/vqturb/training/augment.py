@@ -23,6 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from vqturb.errors import InputError
 
@@ -94,8 +95,6 @@ def symmetry_group(ops: tuple[str, ...]) -> list[tuple[int, bool]]:
 def apply_symmetry(fields, element: tuple[int, bool], *, mirror_sign: float = -1.0):
     """One group element (:func:`symmetry_group`) applied to physical fields ``[..., H, W]``
     (NumPy): ``k`` quarter turns, then, if mirrored, ``x → −x`` times ``mirror_sign``."""
-    import numpy as np
-
     k, mirrored = element
     out = np.rot90(fields, k, axes=(-2, -1))
     if mirrored:

@@ -358,13 +358,14 @@ def run_training(task: TrainTask, run: RunConfig, optim: OptimConfig, config: di
                     check_finite([float(to_host(m["loss"])) for m in pending], done, last_good)
                 last_good = save(done)
             if (done % run.val_every == 0 or done == total) and writer:
-                val_metrics = task.validate(to_host(model), done, run_dir)
+                host_model = to_host(model)
+                val_metrics = task.validate(host_model, done, run_dir)
                 if val_metrics:
                     logger.log(done, val_metrics, kind="val")
                 score = val_metrics.get(task.best_metric) if task.best_metric else None
                 if score is not None and math.isfinite(score) and score < best:
                     best = float(score)
-                    ck.save_model(best_path, to_host(model), kind=task.kind,
+                    ck.save_model(best_path, host_model, kind=task.kind,
                                   config=task.model_config(),
                                   meta={**meta, "step": done, "best": {task.best_metric: best}})  # fmt: skip
             bar.update(1)
