@@ -65,6 +65,13 @@ def register_rd(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
         default="h264,h265,av1",
         help="video codecs measured at vqturb's sizes, comma-separated, or 'none' [h264,h265,av1]",
     )
+    p.add_argument(
+        "--nsp_checkpoint",
+        default=None,
+        help="an NSP model trained on this VQ-VAE's tokens: vqturb's curve is coded with it as "
+        "the context of every field after its previous frame (compress --nsp_checkpoint) "
+        "[static tables]",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_rd)
     return p
@@ -97,6 +104,7 @@ def run_rd(args: argparse.Namespace) -> int:
         max_train=args.max_train,
         batch_size=args.batch_size,
         video=video,
+        nsp_checkpoint=args.nsp_checkpoint,
         progress=not args.no_progress,
     )
     print(paths["md"].read_text())

@@ -23,6 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--var", default="Omega", help="variable holding the field [Omega]")
     p.add_argument("--h5_key", default=None, help="HDF5 dataset path [search by --var]")
     p.add_argument("--batch_size", type=int, default=16, help="fields per encoder call [16]")
+    p.add_argument(
+        "--nsp_checkpoint",
+        default=None,
+        help="a trained NSP model (train-nsp, on tokens of this VQ-VAE) as the probability model "
+        "of every field that follows its previous frame: about half the bytes of the static "
+        "tables; decompress needs the same file [static tables only]",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         var=args.var,
         h5_key=args.h5_key,
         batch_size=args.batch_size,
+        nsp_checkpoint=args.nsp_checkpoint,
         progress=not args.no_progress,
     )
     if args.json:
@@ -61,4 +69,8 @@ def run(args: argparse.Namespace) -> int:
         f"index/times {s['index_and_times']}, header+framing {s['header_and_framing']}"
     )
     print(f"  contexts per scale: {', '.join(r['contexts'])}")
+    if r["nsp_checkpoint"]:
+        print(
+            f"  fields after their previous frame: coded with the NSP model {r['nsp_checkpoint']}"
+        )
     return 0

@@ -19,6 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="the VQ-VAE checkpoint (.eqx)")
     p.add_argument("--output", required=True, help="folder to write .mat files into")
     p.add_argument("--batch_size", type=int, default=16, help="fields per decoder call [16]")
+    p.add_argument(
+        "--nsp_checkpoint",
+        default=None,
+        help="the NSP model a file was compressed with (compress --nsp_checkpoint) [none]",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -32,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.output,
         batch_size=args.batch_size,
+        nsp_checkpoint=args.nsp_checkpoint,
         progress=not args.no_progress,
     )
     print(

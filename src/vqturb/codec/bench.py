@@ -27,7 +27,12 @@ import numpy as np
 from vqturb.codec import rd
 from vqturb.codec.entropy import CONTEXTS, previous_frames
 from vqturb.codec.rd import CURVE
-from vqturb.codec.vqz import decode_token_file, encode_token_file, raw_bits_per_field
+from vqturb.codec.vqz import (
+    decode_token_file,
+    encode_token_file,
+    load_nsp_context,
+    raw_bits_per_field,
+)
 
 
 def _load(subset, idx) -> np.ndarray:
@@ -41,8 +46,12 @@ def _cap(n: int, m: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, m).round().astype(np.int64))
 
 
-def vqturb_points(tok, train_subset, test_subset, test_fields, *, trajectory_names, progress):
-    """Encode, code, decode; returns (points, throughput dict, byte breakdown)."""
+def vqturb_points(
+    tok, train_subset, test_subset, test_fields, *, trajectory_names, progress, nsp=None
+):
+    """Encode, code, decode; returns (points, throughput dict, byte breakdown). With ``nsp``
+    (:class:`~vqturb.codec.nsp_context.NSPContext`) the curve's files code every field after its
+    previous frame with that model; the static-table file is kept as a point of its own."""
     t_train = tok.scan(train_subset, progress=progress)
     t_test = tok.scan(test_subset, progress=progress)
     # the file's alphabet: codes used by the training fields or the test fields
@@ -51,7 +60,7 @@ def vqturb_points(tok, train_subset, test_subset, test_fields, *, trajectory_nam
     )
     n = len(test_subset)
 
-    def make_file(contexts, k=None):
+    def make_file(contexts, k=None, nsp=None):
         return encode_token_file(
             tok,
             t_test.codes[:k],
@@ -63,24 +72,34 @@ def vqturb_points(tok, train_subset, test_subset, test_fields, *, trajectory_nam
             times=test_subset.times(),
             trajectory_names=trajectory_names,
             field_shape=tuple(test_fields.shape[1:]),
+            nsp=nsp,
         )
 
-    data, codec, sizes = make_file(CONTEXTS)
+    data_static, codec, sizes_static = make_file(CONTEXTS)
+    data, sizes = data_static, sizes_static
+    if nsp is not None:
+        data, _, sizes = make_file(CONTEXTS, nsp=nsp)
     # the same without the previous-frame context: every field coded on its own, like the
     # baselines (which compress each field separately)
     data_pf, codec_pf, sizes_pf = make_file(tuple(c for c in CONTEXTS if c != "prev"))
-    tf = decode_token_file(data)
+    tf = decode_token_file(data, nsp=nsp)
     assert all(np.array_equal(a, b) for a, b in zip(tf.codes, t_test.codes, strict=True))
     recon = tok.decode_codes(t_test.codes).astype(np.float64)
 
     # progressive: the file of the first k scales' tokens only (a .vqz of its own, every byte
-    # counted), decoded with the finer scales' terms left out
+    # counted), decoded with the finer scales' terms left out. With an NSP model the smaller of
+    # its file and the static one (the NSP reads a previous frame whose finer scales are absent)
     scales, used = tok.scales, tok.used
     prefixes = []
     for k in range(1, len(scales)):
         tok.set_vocabulary(scales[:k], used[:k])
         data_k, _, sizes_k = make_file(CONTEXTS, k)
-        prefixes.append((k, len(data_k), sizes_k, tok.decode_codes(t_test.codes[:k])))
+        coder = "static"
+        if nsp is not None:
+            data_n, _, sizes_n = make_file(CONTEXTS, k, nsp)
+            if len(data_n) < len(data_k):
+                data_k, sizes_k, coder = data_n, sizes_n, "nsp"
+        prefixes.append((k, len(data_k), sizes_k, coder, tok.decode_codes(t_test.codes[:k])))
     tok.set_vocabulary(scales, used)
 
     # throughput, after the scans above compiled everything
@@ -119,6 +138,7 @@ def vqturb_points(tok, train_subset, test_subset, test_fields, *, trajectory_nam
             {
                 "payload_B_per_field": sizes["payload"] / n,
                 "contexts": ctx_names(codec),
+                "coder": "static" if nsp is None else "nsp",
                 "scales_decoded": len(scales),
                 "tokens": n_tok,
             },
@@ -130,11 +150,27 @@ def vqturb_points(tok, train_subset, test_subset, test_fields, *, trajectory_nam
                 rec.astype(np.float64),
                 {
                     "payload_B_per_field": sz["payload"] / n,
+                    "coder": coder,
                     "scales_decoded": k,
                     "tokens": sum(s * s for s in scales[:k]),
                 },
             )
-            for k, nb, sz, rec in prefixes
+            for k, nb, sz, coder, rec in prefixes
+        ),
+        *(
+            [
+                rd.Point(
+                    "vqturb (entropy-coded, static tables)",
+                    len(data_static) / n,
+                    recon,
+                    {
+                        "payload_B_per_field": sizes_static["payload"] / n,
+                        "contexts": ctx_names(codec),
+                    },
+                )
+            ]
+            if nsp is not None
+            else []
         ),
         rd.Point(
             "vqturb (entropy-coded, per field)",
@@ -159,14 +195,17 @@ def run_rd_benchmark(
     max_train: int = 512,
     batch_size: int = 16,
     video=rd.VIDEO_CODECS,
+    nsp_checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> tuple[dict, dict[str, Path]]:
-    """Run the whole benchmark and write ``rd.json``, ``rd.md``, ``rd.png``."""
+    """Run the whole benchmark and write ``rd.json``, ``rd.md``, ``rd.png`` (with
+    ``nsp_checkpoint``, vqturb's curve is coded with that NSP model as context)."""
     from vqturb.data import open_dataset
     from vqturb.data.store import Subset
     from vqturb.tokenizer import VQVAETokenizer
 
     tok = VQVAETokenizer(checkpoint, batch_size=batch_size)
+    nsp = load_nsp_context(nsp_checkpoint, tok)
     ds = open_dataset(data_dir, var=var, h5_key=h5_key)
     splits = ds.split()
     test = splits.test if len(splits.test) else splits.val
@@ -182,6 +221,7 @@ def run_rd_benchmark(
         test_fields,
         trajectory_names=[t.name for t in ds.trajectories],
         progress=progress,
+        nsp=nsp,
     )
     h, w = ds.shape
     cfg = tok.config
@@ -194,6 +234,12 @@ def run_rd_benchmark(
         f"({Path(checkpoint).stat().st_size} B) and the POD basis are shared, not per-field, "
         "costs and are not counted."
     )
+    if nsp is not None:
+        desc += (
+            f" vqturb's curve codes every field after its previous frame with the NSP model "
+            f"`{Path(nsp_checkpoint).name}` ({Path(nsp_checkpoint).stat().st_size} B, shared and "
+            "not counted either; trained on the training split only)."
+        )
     res = rd.rd_sweep(
         test_fields,
         train=train_fields,

@@ -478,7 +478,7 @@ def _check_prev(prev: np.ndarray | None, n: int) -> np.ndarray | None:
     return prev
 
 
-def _depth(prev: np.ndarray) -> np.ndarray:
+def frame_depth(prev: np.ndarray) -> np.ndarray:
     """Length of each field's chain of previous frames (prev[i] < i, so one pass suffices)."""
     d = np.zeros(prev.size, dtype=np.int64)
     for i, p in enumerate(prev):
@@ -506,7 +506,7 @@ def _steps(
     if kind == "west":
         return [(every_field, np.arange(s) * s + j) for j in range(s)]
     if kind == "prev":
-        d = _depth(prev)
+        d = frame_depth(prev)
         return [(np.flatnonzero(d == g), every_pos) for g in range(int(d.max()) + 1 if n else 0)]
     return [(every_field, every_pos)]
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from vqturb.codec.container import pack_vqz, read_vqz, unpack_vqz
 from vqturb.codec.entropy import CONTEXTS, EntropyCodec, pack_ints, previous_frames, unpack_ints
+from vqturb.codec.nsp_context import NSPContext, tokens_crc32
 from vqturb.errors import InputError
 
 FORMAT = "vqturb-tokens"
@@ -101,15 +102,21 @@ def encode_token_file(
     field_shape: tuple[int, int],
     var: str = "Omega",
     file_number_offset: int = 0,
+    nsp: NSPContext | None = None,
     verify: bool = True,
 ) -> tuple[bytes, EntropyCodec, dict]:
     """Build the bytes of a ``.vqz`` from original codes; ``tok`` must be fitted on (a superset
     of) ``codes`` and ``table_codes``. ``*_index`` are (trajectory id, time index) of the table
-    and held-out fields, for the previous-frame context. Returns ``(data, codec, sizes)``."""
+    and held-out fields, for the previous-frame context. With ``nsp``, every field whose previous
+    frame is in the file is coded with that model (:mod:`vqturb.codec.nsp_context`) and the static
+    tables code the others. Returns ``(data, codec, sizes)``."""
     local = tok.codes_to_local(codes)
     n = local[0].shape[0]
     n_symbols = [int(v) for v in tok.scale_vocab_sizes]
     prev = previous_frames(trajectory_id, time_index)
+    first = prev < 0
+    if nsp is not None:  # the static tables code only the first frames: no previous frame there
+        contexts = tuple(c for c in contexts if c != "prev")
     if table_codes is None:
         train_local, train_prev = local, prev
     else:
@@ -123,14 +130,14 @@ def encode_token_file(
         prev=train_prev,
         heldout=held_local,
         heldout_prev=held_prev,
-        n_fields=n,
+        n_fields=n if nsp is None else int(first.sum()),
         contexts=contexts,
     )
-    payload = codec.encode(local, prev)
-    if verify:
-        back = codec.decode(payload, n, prev)
-        if not all(np.array_equal(a, b) for a, b in zip(local, back, strict=True)):
-            raise RuntimeError("entropy coder round trip failed (a bug in vqturb)")
+    if nsp is None:
+        payload, payload_nsp = codec.encode(local, prev), None
+    else:
+        payload = codec.encode([x[first] for x in local])
+        payload_nsp = nsp.encode(local, tok.used, prev)
 
     traj = np.asarray(trajectory_id, dtype=np.int64)
     tidx = np.asarray(time_index, dtype=np.int64)
@@ -155,6 +162,8 @@ def encode_token_file(
         "times": time_info,
         "codec": codec.descriptor(),
     }
+    if nsp is not None:
+        header["nsp"] = nsp.descriptor(local)
     # trajectory ids are renumbered to the ones present, so names stay aligned
     remap = {t: i for i, t in enumerate(used_traj)}
     traj_local = np.array([remap[int(t)] for t in traj], dtype=np.int64)
@@ -170,10 +179,16 @@ def encode_token_file(
     if time_blob is not None:
         sections["times"] = time_blob
     sections["payload"] = payload
+    if payload_nsp is not None:
+        sections["payload_nsp"] = payload_nsp
     data = pack_vqz(header, sections)
+    if verify:
+        back = decode_token_file(data, nsp=nsp).codes
+        if not all(np.array_equal(a, np.asarray(b)) for a, b in zip(codes, back, strict=True)):
+            raise RuntimeError("entropy coder round trip failed (a bug in vqturb)")
     sizes = {
         "total": len(data),
-        "payload": len(payload),
+        "payload": len(payload) + len(payload_nsp or b""),
         "tables": sum(len(v) for k, v in sections.items() if k.startswith("table/")),
         "vocab": sum(len(v) for k, v in sections.items() if k.startswith("vocab/")),
         "index_and_times": len(sections["index"]) + len(sections.get("times", b"")),
@@ -182,10 +197,26 @@ def encode_token_file(
     return data, codec, sizes
 
 
-def decode_token_file(data: bytes, path: str | os.PathLike | None = None) -> TokenFile:
-    """Parse and entropy-decode a ``.vqz``; every inconsistency is an InputError naming it."""
+def decode_token_file(
+    data: bytes, path: str | os.PathLike | None = None, *, nsp: NSPContext | None = None
+) -> TokenFile:
+    """Parse and entropy-decode a ``.vqz``; every inconsistency is an InputError naming it.
+    A file coded with an NSP context needs that model (``nsp``, the same checkpoint file)."""
     where = path if path is not None else "<vqz bytes>"
     header, sections = unpack_vqz(data, path)
+    nsp_info = header.get("nsp")
+    if nsp_info is not None:
+        want = str(nsp_info.get("checkpoint_sha256", ""))
+        if nsp is None:
+            raise InputError(
+                where, "nsp", f"the file was coded with an NSP model (sha256 {want[:16]}…)",
+                "that NSP checkpoint (--nsp_checkpoint)",
+            )  # fmt: skip
+        if nsp.sha256 != want:
+            raise InputError(
+                where, "nsp checkpoint_sha256", f"the file was coded with {want[:16]}…",
+                f"the same NSP checkpoint (given {nsp.sha256[:16]}…, {nsp.path})",
+            )  # fmt: skip
     try:
         if header.get("format") != FORMAT:
             raise InputError(where, "header 'format'", repr(header.get("format")), repr(FORMAT))
@@ -206,7 +237,22 @@ def decode_token_file(data: bytes, path: str | os.PathLike | None = None) -> Tok
             times = np.frombuffer(zlib.decompress(sections["times"]), "<f8").astype(np.float64)
         else:
             times = ti["t0"] + ti["dt"] * tidx.astype(np.float64)
-        local = codec.decode(sections["payload"], n, previous_frames(traj, tidx))
+        prev = previous_frames(traj, tidx)
+        if nsp_info is None:
+            local = codec.decode(sections["payload"], n, prev)
+        else:
+            first = prev < 0
+            head = codec.decode(sections["payload"], int(first.sum()))
+            local = [np.zeros((n, s, s), np.int32) for s in scales]
+            for x, h in zip(local, head, strict=True):
+                x[first] = h
+            local = nsp.decode(sections["payload_nsp"], local, vocab, prev)
+            if tokens_crc32(local) != int(nsp_info["tokens_crc32"]):
+                raise InputError(
+                    where, "tokens_crc32", "the tokens decoded with the NSP model fail their checksum",
+                    "the machine type and JAX version that wrote the file (the NSP's float "
+                    "arithmetic must repeat exactly)",
+                )  # fmt: skip
         codes = [u[ids].astype(np.int32) for u, ids in zip(vocab, local, strict=True)]
     except InputError:
         raise
@@ -216,7 +262,7 @@ def decode_token_file(data: bytes, path: str | os.PathLike | None = None) -> Tok
         ) from e
     sizes = {
         "total": len(data),
-        "payload": len(sections["payload"]),
+        "payload": len(sections["payload"]) + len(sections.get("payload_nsp", b"")),
         "tables": sum(len(t) for t in tables),
     }
     return TokenFile(header, codes, vocab, traj, tidx, times, codec, sizes)
@@ -250,9 +296,12 @@ def compress(
     h5_key: str | None = None,
     var_mode: bool | None = None,
     batch_size: int = 16,
+    nsp_checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
-    """Tokenize every snapshot of ``data_dir``, entropy-code the tokens and write ``output``.
+    """Tokenize every snapshot of ``data_dir``, entropy-code the tokens and write ``output``
+    (with ``nsp_checkpoint``, a trained NSP model codes every field that follows its previous
+    frame: :mod:`vqturb.codec.nsp_context`).
 
     Returns a report: bytes/field, bits/value, ratios against float32 and float64 storage and
     against the input files' size on disk, the reconstruction's relative L2, the byte breakdown.
@@ -262,6 +311,7 @@ def compress(
     from vqturb.utils.fileio import atomic_open
 
     tok = VQVAETokenizer(checkpoint, var_mode=var_mode, batch_size=batch_size)
+    nsp = load_nsp_context(nsp_checkpoint, tok)
     ds = open_dataset(data_dir, var=var, h5_key=h5_key)
     subset = ds.all()
     t0 = time.perf_counter()
@@ -285,6 +335,7 @@ def compress(
         field_shape=ds.shape,
         var=var,
         file_number_offset=_file_number_offset(ds),
+        nsp=nsp,
     )
     t_code = time.perf_counter() - t0
     with atomic_open(output, "wb") as f:
@@ -306,11 +357,19 @@ def compress(
         "rel_l2_mean": float(np.mean(scan.rel_l2)),
         "rel_l2_max": float(np.max(scan.rel_l2)),
         "contexts": [f"{m.context}" + (f"(a={m.alpha})" if m.alpha else "") for m in codec.models],
+        "nsp_checkpoint": None if nsp is None else nsp.path,
         "sizes": sizes,
         "tokenize_fields_per_s": n / t_tok,
         "entropy_code_fields_per_s": n / t_code,
     }
     return report
+
+
+def load_nsp_context(path: str | os.PathLike | None, tok: Any) -> NSPContext | None:
+    """The NSP context of ``path`` for the tokenizer ``tok``'s VQ-VAE (None without a path)."""
+    if path is None:
+        return None
+    return NSPContext.load(path, tok.model.codebooks(), tok.checkpoint_sha256)
 
 
 def _file_number_offset(ds: Any) -> int:
@@ -350,9 +409,11 @@ def decompress(
     output: str | os.PathLike,
     *,
     batch_size: int = 16,
+    nsp_checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> dict:
-    """Decode ``vqz`` with ``checkpoint`` into ``output/<trajectory>/<n>.mat`` files (``Omega``
+    """Decode ``vqz`` with ``checkpoint`` (and ``nsp_checkpoint`` for a file coded with an NSP
+    context) into ``output/<trajectory>/<n>.mat`` files (``Omega``
     float64 ``[H, W]`` and ``time``, the SPEC's format; ``n`` as in the input when its files were
     numbered consecutively, else the time index). Refuses a checkpoint whose
     SHA-256 differs from the one the file was made with."""
@@ -372,7 +433,7 @@ def decompress(
             f"the same checkpoint (given {tok.checkpoint_sha256[:16]}…, {checkpoint})",
         )
     t0 = time.perf_counter()
-    tf = decode_token_file(Path(vqz).read_bytes(), vqz)
+    tf = decode_token_file(Path(vqz).read_bytes(), vqz, nsp=load_nsp_context(nsp_checkpoint, tok))
     t_dec = time.perf_counter() - t0
     if bool(header["var_mode"]) != tok.var_mode:
         raise InputError(vqz, "var_mode", str(header["var_mode"]), str(tok.var_mode))
