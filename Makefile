@@ -4,6 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo_out
+# pytest worker processes (pytest-xdist); each test file runs whole on one worker. Much of a test's
+# time is single-threaded (tracing, XLA compilation), so 2 workers use both cores of a 2-core box.
+TEST_WORKERS ?= 2
+XDIST  := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: test test-slow test-all demo lint format bench clean
 
@@ -14,13 +18,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q $(XDIST)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow -q
+	$(PY) -m pytest -m slow -q $(XDIST)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 demo: $(STAMP)
 	$(VENV)/bin/vqturb demo --out $(DEMO_OUT)
