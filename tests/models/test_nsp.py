@@ -45,15 +45,18 @@ def random_tokens(cfg, rng, b):
 
 @pytest.fixture(
     scope="module",
-    params=[(False, False), (True, True)],
+    params=[(False, False, "none", "swiglu"), (True, True, "self", "gelu")],
     ids=["seed", "t0_same_position+copy_prior"],
 )
 def model(request):
-    """The seed's design (t0 through attention only), and vqturb's default: t0's token added at
-    t1's positions with the copy prior on top (set to non-zero values). Every property below must
+    """The seed's design (t0 through attention only, strictly earlier scales, SwiGLU MLPs), and
+    vqturb's default: t0's token added at t1's positions with the copy prior on top (set to
+    non-zero values), a scale's queries seeing each other, GELU MLPs. Every property below must
     hold for both (t0_same_position alone has its own test below)."""
-    same, prior = request.param
-    cfg = dataclasses.replace(CFG, t0_same_position=same, copy_prior=prior)
+    same, prior, attention, mlp = request.param
+    cfg = dataclasses.replace(
+        CFG, t0_same_position=same, copy_prior=prior, query_attention=attention, mlp=mlp
+    )
     codebook = jr.normal(jr.key(1), (cfg.vocab_size, cfg.codebook_dim))
     m = NextScalePredictor(cfg, codebook, key=jr.key(0))
     if prior:
@@ -117,6 +120,44 @@ def test_masks_are_block_causal():
     c = streams == 1
     # a query of scale k never sees content of scale >= k
     assert not (lm & q[:, None] & c[None, :] & (scales[None, :] >= scales[:, None])).any()
+    # query_attention="none": a t1 scale sees t0 and strictly earlier t1 scales, nothing else
+    strict = dataclasses.replace(CFG, query_attention="none")
+    ms = spec_mask(strict)
+    assert ms[:t, :t].all() and not ms[:t, t:].any() and ms[t:, :t].all()
+    assert ms[t + 1, t + 0] and not ms[t + 1, t + 1] and not ms[t + 1, t + 4]
+    lms = layout_mask(streams, scales, see_self=False)
+    t1 = streams != 0
+    same_scale = scales[None, :] == scales[:, None]
+    assert not (lms & t1[:, None] & t1[None, :] & (scales[None, :] >= scales[:, None])).any()
+    assert lms.any(axis=1).all() and (lms == (lm & ~(t1[:, None] & t1[None, :] & same_scale))).all()
+
+
+def test_query_attention_none_hides_a_scale_from_itself(rng):
+    """With "none" the hidden state of a t1 position has zero gradient w.r.t. the content of its
+    own scale (the mask blocks it; "self" lets it through)."""
+    t0, t1 = random_tokens(CFG, rng, 2)
+    for attention, expect_zero in (("none", True), ("self", False)):
+        cfg = dataclasses.replace(CFG, query_attention=attention)
+        m = NextScalePredictor(cfg, jr.normal(jr.key(1), (cfg.vocab_size, 8)), key=jr.key(0))
+        v0, v1 = m.embed_tokens(jnp.asarray(t0)), m.embed_tokens(jnp.asarray(t1))
+        idx = np.arange(cfg.tokens_per_frame)
+        o, n = cfg.token_offsets[2], cfg.scale_lengths[2]
+
+        def hidden_of_first(v1, m=m, cfg=cfg, v0=v0, idx=idx, o=o):
+            x = jnp.concatenate([m.content_inputs(v0, idx, 0), m.content_inputs(v1, idx, 1, v0)])
+            return jnp.sum(m.trunk(x, spec_mask(cfg))[cfg.tokens_per_frame + o])
+
+        g = np.asarray(jax.grad(hidden_of_first)(v1))
+        own = g[o + 1 : o + n]  # the other positions of scale 2 (position o itself is its input)
+        assert (own == 0).all() == expect_zero, attention
+
+
+def test_swiglu_keeps_the_parameter_count():
+    gelu = count_parameters(NextScalePredictor(CFG, key=jr.key(0)))
+    swiglu = count_parameters(
+        NextScalePredictor(dataclasses.replace(CFG, mlp="swiglu"), key=jr.key(0))
+    )
+    assert abs(swiglu - gelu) / gelu < 0.02 and swiglu != gelu
 
 
 def _grad_blocks(fn, v0, v1, k):

@@ -54,6 +54,21 @@ def register(sub) -> argparse.ArgumentParser:
         "position, and its codebook neighbours), initialised at the training pairs' copy rate "
         "[NSPConfig default]",
     )
+    p.add_argument(
+        "--query_attention",
+        choices=["self", "none"],
+        default=None,
+        help="what the positions of the t1 scale being predicted see besides t0 and the coarser "
+        "scales: each other ('self') or nothing more ('none': strictly earlier scales, the "
+        "SPEC's rule and the seed's) [NSPConfig default: self]",
+    )
+    p.add_argument(
+        "--mlp",
+        choices=["gelu", "swiglu"],
+        default=None,
+        help="the blocks' MLP: GPT-2's GELU or the seed's SwiGLU (same parameter count) "
+        "[NSPConfig default: gelu]",
+    )
     flags.add_run_flags(p, RUN_DEFAULTS, "nsp")
     flags.add_optim_flags(p, OPTIM_DEFAULTS)
     p.add_argument("--dt", type=int, default=1, help="pair spacing in time steps (default 1)")
@@ -89,6 +104,8 @@ def resolve_configs(args: argparse.Namespace, tokens):
         dropout=args.dropout,
         t0_same_position=args.t0_same_position,
         copy_prior=args.copy_prior,
+        query_attention=args.query_attention,
+        mlp=args.mlp,
         **model,
     )
     train_cfg = NSPTrainConfig(

@@ -18,8 +18,9 @@ file's order). Three kinds of positions exist:
   embeddings). Attends to t0, to t1 content scales < k, and to the other query positions of the
   same scale k. Its output is classified into scale k's vocabulary.
 
-Design decision (documented as the brief asks): the query positions of scale k **do** attend to each
-other. They hold only the mask token and positional embeddings, so seeing each other leaks nothing
+Design decision (documented as the brief asks): by default (``query_attention="self"``) the query
+positions of scale k **do** attend to each other; ``"none"`` gives the SPEC's strict rule, where a
+t1 scale, query or content, sees only t0 and the coarser t1 scales. They hold only the mask token and positional embeddings, so seeing each other leaks nothing
 about scale k's tokens, and it lets the positions of a scale coordinate (VAR's block-causal mask,
 in which a scale sees itself, does the same; there the inputs of scale k are derived from scale
 k - 1, here they are a mask token). What scale k must never see is its own *true* tokens (the
@@ -120,7 +121,7 @@ class NextScalePredictor(eqx.Module):
             gpt2_linear(cfg.codebook_dim, c, 0.02, key=k_t0) if cfg.t0_same_position else None
         )
         self.blocks = tuple(
-            Block(c, cfg.n_head, cfg.mlp_ratio, cfg.dropout, cfg.n_layer, key=k)
+            Block(c, cfg.n_head, cfg.mlp_ratio, cfg.dropout, cfg.n_layer, mlp=cfg.mlp, key=k)
             for k in jr.split(k_blocks, cfg.n_layer)
         )
         self.ln_f = eqx.nn.LayerNorm(c)
@@ -276,7 +277,8 @@ class NextScalePredictor(eqx.Module):
             ],
             axis=0,
         )
-        h = self.trunk(x, layout_mask(streams, scales), key=key)[t + n_content :]
+        h = self.trunk(x, layout_mask(streams, scales, cfg.query_attention == "self"), key=key)
+        h = h[t + n_content :]
         out, start = [], 0
         for k in cfg.trainable_scales:
             n = cfg.scale_lengths[k]
@@ -299,14 +301,16 @@ class NextScalePredictor(eqx.Module):
     def extend(
         self, x: Float[Array, "n c"], cache: tuple[KV, ...]
     ) -> tuple[Float[Array, "n c"], tuple[KV, ...]]:
-        """Run ``n`` new positions that may read the whole cache and each other.
+        """Run ``n`` new positions that may read the whole cache and each other (only the cache
+        with ``query_attention="none"``).
 
         Returns the final hidden states (after ``ln_f``) and the new positions' keys/values per
         layer (append them to the cache when the positions are content).
         """
+        see_self = self.config.query_attention == "self"
         new = []
         for block, prefix in zip(self.blocks, cache, strict=True):
-            x, kv = block(x, prefix=prefix)
+            x, kv = block(x, prefix=prefix, see_self=see_self)
             new.append(kv)
         return jax.vmap(self.ln_f)(x), tuple(new)
 

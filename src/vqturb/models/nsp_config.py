@@ -64,6 +64,17 @@ class NSPConfig:
     # without it (copy rate 0.750/0.561/0.406), loss 1.28/2.32/3.01 against 1.54/2.63/3.13
     # (README, "Forecasting flows the model never saw"). False: the model without it.
     copy_prior: bool = True
+    # What the positions of the t1 scale being predicted attend to besides t0 and the coarser t1
+    # scales. "self": each other (the query positions of one scale hold only the mask token, so
+    # this leaks nothing; it lets them coordinate; models/nsp.py). "none": strictly earlier
+    # scales only, as the SPEC states it (a t1 scale's content positions then do not see their
+    # own scale either, in every form, so SPEC mode, all-scales mode and cached sampling still
+    # compute one function). Default by measurement (README, "Next-scale prediction").
+    query_attention: str = "self"
+    # The blocks' MLP: "gelu" (GPT-2: Linear, GELU, Linear, hidden mlp_ratio * n_embd) or
+    # "swiglu" (the seed's: W_out(SiLU(W_gate x) * W_up x), Shazeer 2020, arXiv:2002.05202, hidden
+    # 2/3 * mlp_ratio * n_embd so the parameter count stays that of the GELU MLP).
+    mlp: str = "gelu"
 
     def __post_init__(self):
         n = len(self.scales)
@@ -79,6 +90,12 @@ class NSPConfig:
             raise ValueError(f"n_head={self.n_head} must divide n_embd={self.n_embd}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.query_attention not in ("self", "none"):
+            raise ValueError(
+                f"query_attention must be 'self' or 'none', got {self.query_attention!r}"
+            )
+        if self.mlp not in ("gelu", "swiglu"):
+            raise ValueError(f"mlp must be 'gelu' or 'swiglu', got {self.mlp!r}")
 
     # ---- derived sizes (all static Python values) ----
     @property
@@ -138,7 +155,7 @@ class NSPConfig:
         """Build the configuration from a tokens file's fields (``np.load`` result or a dict).
 
         ``preset`` ("spec" or "cpu") sets the trunk size; ``overrides`` (n_layer, n_head, n_embd,
-        mlp_ratio, dropout, t0_same_position, copy_prior) win over the preset.
+        mlp_ratio, dropout, t0_same_position, copy_prior, query_attention, mlp) win over the preset.
         """
         fields: dict[str, Any] = _preset(preset) if preset is not None else {}
         fields.update({k: v for k, v in overrides.items() if v is not None})

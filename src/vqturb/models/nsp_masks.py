@@ -14,10 +14,13 @@ T0, CONTENT, QUERY = 0, 1, 2
 
 def spec_mask(cfg: NSPConfig) -> np.ndarray:
     """Block-causal mask ``[2T, 2T]`` (True = may attend) of SPEC mode: group(key) <= group(query)
-    with groups t0 -> 0 and t1 scale j -> 1 + j."""
+    with groups t0 -> 0 and t1 scale j -> 1 + j; with ``cfg.query_attention == "none"`` a t1
+    scale sees t0 and strictly earlier t1 scales only (group(key) < group(query), t0 seeing t0)."""
     g0 = np.zeros(cfg.tokens_per_frame, np.int32)
     g1 = np.concatenate([np.full(n, 1 + j, np.int32) for j, n in enumerate(cfg.scale_lengths)])
     g = np.concatenate([g0, g1])
+    if cfg.query_attention == "none":
+        return (g[None, :] < g[:, None]) | (g[None, :] == 0)
     return g[None, :] <= g[:, None]
 
 
@@ -39,13 +42,15 @@ def all_scales_layout(cfg: NSPConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return tuple(np.concatenate(a).astype(np.int32) for a in (streams, scales, index))
 
 
-def layout_mask(streams: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Attention rule of the module docstring for an arbitrary layout; ``[L, L]`` True = attend."""
+def layout_mask(streams: np.ndarray, scales: np.ndarray, see_self: bool = True) -> np.ndarray:
+    """Attention rule of the module docstring for an arbitrary layout; ``[L, L]`` True = attend.
+    ``see_self=False`` (``query_attention="none"``): no t1 position sees its own scale."""
     qs, qj = streams[:, None], scales[:, None]
     ks, kj = streams[None, :], scales[None, :]
     see_t0 = ks == T0
-    see_content = (ks == CONTENT) & (((qs == CONTENT) & (kj <= qj)) | ((qs == QUERY) & (kj < qj)))
-    see_query = (ks == QUERY) & (qs == QUERY) & (kj == qj)
+    own = (kj <= qj) if see_self else (kj < qj)
+    see_content = (ks == CONTENT) & (((qs == CONTENT) & own) | ((qs == QUERY) & (kj < qj)))
+    see_query = (ks == QUERY) & (qs == QUERY) & (kj == qj) & see_self
     return see_t0 | see_content | see_query
 
 

@@ -42,9 +42,18 @@ class Block(eqx.Module):
     fc_out: eqx.nn.Linear
     n_head: int = eqx.field(static=True)
     dropout: float = eqx.field(static=True)
+    mlp: str = eqx.field(static=True)  # "gelu" (GPT-2) or "swiglu" (fc holds gate and up)
 
     def __init__(
-        self, n_embd: int, n_head: int, mlp_ratio: int, dropout: float, n_layer: int, *, key
+        self,
+        n_embd: int,
+        n_head: int,
+        mlp_ratio: int,
+        dropout: float,
+        n_layer: int,
+        *,
+        mlp: str = "gelu",
+        key,
     ):
         k_qkv, k_out, k_fc, k_fc_out = jr.split(key, 4)
         # Residual projections scaled by 1/sqrt(2 n_layer) so the stream's variance does not
@@ -54,10 +63,16 @@ class Block(eqx.Module):
         self.qkv = gpt2_linear(n_embd, 3 * n_embd, 0.02, key=k_qkv)
         self.attn_out = gpt2_linear(n_embd, n_embd, res_std, key=k_out)
         self.ln2 = eqx.nn.LayerNorm(n_embd)
-        self.fc = gpt2_linear(n_embd, mlp_ratio * n_embd, 0.02, key=k_fc)
-        self.fc_out = gpt2_linear(mlp_ratio * n_embd, n_embd, res_std, key=k_fc_out)
+        if mlp == "swiglu":  # 2/3 of the GELU hidden width: the same parameter count
+            hidden = max(1, (2 * mlp_ratio * n_embd) // 3)
+            self.fc = gpt2_linear(n_embd, 2 * hidden, 0.02, key=k_fc)
+        else:
+            hidden = mlp_ratio * n_embd
+            self.fc = gpt2_linear(n_embd, hidden, 0.02, key=k_fc)
+        self.fc_out = gpt2_linear(hidden, n_embd, res_std, key=k_fc_out)
         self.n_head = n_head
         self.dropout = dropout
+        self.mlp = mlp
 
     def _drop(self, x: Float[Array, "l c"], key: PRNGKeyArray | None) -> Float[Array, "l c"]:
         if key is None or self.dropout == 0.0:
@@ -71,13 +86,14 @@ class Block(eqx.Module):
         *,
         mask: Bool[np.ndarray, "l l"] | None = None,
         prefix: KV | None = None,
+        see_self: bool = True,
         key: PRNGKeyArray | None = None,
     ) -> tuple[Float[Array, "l c"], tuple[Float[Array, "l h d"], Float[Array, "l h d"]]]:
         """Returns the new residual stream and this block's own keys/values (for a cache).
 
         ``mask`` restricts attention among the ``l`` positions; ``prefix`` adds cached positions
         every query may attend to (the cached path uses no mask: a block reads the whole prefix
-        and itself).
+        and, unless ``see_self`` is False, itself).
         """
         n, c = x.shape
         h_dim = c // self.n_head
@@ -86,7 +102,9 @@ class Block(eqx.Module):
         q, k, v = jnp.split(jax.vmap(self.qkv)(h), 3, axis=-1)
         q, k, v = (a.reshape(n, self.n_head, h_dim) for a in (q, k, v))
         k_all, v_all = k, v
-        if prefix is not None:
+        if prefix is not None and not see_self:
+            k_all, v_all = prefix
+        elif prefix is not None:
             k_all = jnp.concatenate([prefix[0], k], axis=0)
             v_all = jnp.concatenate([prefix[1], v], axis=0)
         if mask is None:
@@ -107,6 +125,12 @@ class Block(eqx.Module):
         a = a.reshape(n, c)
         x = x + self._drop(jax.vmap(self.attn_out)(a), k_attn)
         h = jax.vmap(self.ln2)(x)
-        h = jax.vmap(self.fc_out)(jax.nn.gelu(jax.vmap(self.fc)(h)))
+        h = jax.vmap(self.fc)(h)
+        if self.mlp == "swiglu":
+            gate, up = jnp.split(h, 2, axis=-1)
+            h = jax.nn.silu(gate) * up
+        else:
+            h = jax.nn.gelu(h)
+        h = jax.vmap(self.fc_out)(h)
         x = x + self._drop(h, k_mlp)
         return x, (k, v)
