@@ -90,7 +90,12 @@ def test_saved_tokens_file(tok_and_data, tmp_path):
         "norm_mean", "norm_std", "checkpoint_sha256", "split", "split_val_fraction",
         "split_test_fraction", "split_seed", "remapped_tokens",
     }  # fmt: skip
-    assert set(z.files) == expected
+    k = len(z["scales"])
+    seed = {"effective_vocab_size", "vocab_size", "codebook_dim", "config_json", "var_mode"}
+    for name in ("indices_scale", "original_codebook_scale", "codebook_to_unified_scale"):
+        seed |= {f"{name}_{j}" for j in range(k)}
+    assert set(z.files) == expected | seed
+    assert int(z["vocab_size"]) == tok.vocab_size and bool(z["var_mode"]) == tok.var_mode
     # fitted on these fields: no token needed a nearest-code replacement (that is --vocab_from's)
     assert z["remapped_tokens"].shape == (len(z["scales"]),) and not z["remapped_tokens"].any()
     n, t = z["indices_flat"].shape

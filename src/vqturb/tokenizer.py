@@ -16,6 +16,7 @@ train / val / test split of every row under the rule the VQ-VAE run split its da
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -476,6 +477,7 @@ def tokens_file(
         norm_std=tok.normalization.std,
         split=rule.labels(scan.trajectory_id, scan.time_index),
         split_rule=rule,
+        config_json=json.dumps(tok.config, sort_keys=True, default=str),
     )
 
 

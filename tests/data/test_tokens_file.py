@@ -145,3 +145,41 @@ def test_pairs_and_checkpoint_check(tmp_path):
 
     ok = TokensFile(**{**_fields(tok), "checkpoint_sha256": file_sha256(ck)})
     assert ok.check_checkpoint(ck) == file_sha256(ck)
+
+
+def test_seed_fields_are_written_and_a_seed_written_file_reads(tmp_path):
+    """vqturb writes the seed's tokenizer fields beside its own, and reads a file that holds only
+    the seed's (one trajectory in file order)."""
+    import json
+
+    tok = synthetic_tokens(scales=(1, 2, 4), scale_vocab_sizes=(1, 4, 8), n_traj=2, n_steps=5)
+    tok = TokensFile(
+        **{**_fields(tok), "config_json": json.dumps({"vocab_size": 40, "var_mode": True})}
+    )
+    z = dict(np.load(tok.write(tmp_path / "t.npz")))
+    assert int(z["effective_vocab_size"]) == 13 and int(z["vocab_size"]) == 40
+    assert int(z["codebook_dim"]) == tok.codebook.shape[1] and bool(z["var_mode"])
+    assert json.loads(str(z["config_json"]))["vocab_size"] == 40
+    # per-scale grids of unified ids, and both directions of the remapping, by hand
+    row = tok.indices[3]
+    np.testing.assert_array_equal(z["indices_scale_1"][3], row[1:5].reshape(2, 2))
+    np.testing.assert_array_equal(z["indices_scale_2"][3], row[5:21].reshape(4, 4))
+    for k, (o, v) in enumerate(zip(tok.scale_offsets, tok.scale_vocab_sizes, strict=True)):
+        orig = z[f"original_codebook_scale_{k}"]
+        np.testing.assert_array_equal(orig, tok.unified_to_original[o : o + v])
+        back = z[f"codebook_to_unified_scale_{k}"]
+        assert back.shape == (40,) and (back[orig] == o + np.arange(v)).all()
+        assert (np.delete(back, orig) == -1).all()
+    # a file with the seed's fields only
+    seed_only = {k: v for k, v in z.items() if k not in (
+        "scales", "unified_to_original", "unified_to_scale", "trajectory_id", "time_index",
+        "checkpoint_sha256", "split", "split_val_fraction", "split_test_fraction", "split_seed",
+        "norm_mean", "norm_std")}  # fmt: skip
+    atomic_save_npz(tmp_path / "seed.npz", **seed_only)
+    read = TokensFile.read(tmp_path / "seed.npz")
+    assert read.scales == (1, 2, 4) and read.checkpoint_sha256 == ""
+    np.testing.assert_array_equal(read.indices, tok.indices)
+    np.testing.assert_array_equal(read.unified_to_original, tok.unified_to_original)
+    np.testing.assert_array_equal(read.trajectory_id, np.zeros(10))
+    np.testing.assert_array_equal(read.time_index, np.arange(10))
+    assert len(read.pairs(1)) == 9  # one trajectory: every consecutive pair

@@ -29,6 +29,17 @@ field                       shape, dtype        meaning
 
 ``split`` and its parameters are absent from files written before they were recorded; the split
 is then computed with the same rule over the file's trajectory ids (:meth:`TokensFile.split_labels`).
+
+The fields the seed's own tokenizer writes are written too, so that scripts made for it read
+vqturb's files (derived from the fields above when written, never read back):
+``effective_vocab_size`` (V), ``vocab_size`` (the VQ-VAE's codebook size), ``codebook_dim`` (D),
+``config_json`` (the VQ-VAE configuration), ``var_mode``, ``indices_scale_<k>`` ([N, s_k, s_k]
+unified ids of scale k), ``original_codebook_scale_<k>`` (the VQ-VAE codebook index of each of scale
+k's ids, the remapping new → old) and ``codebook_to_unified_scale_<k>`` ([vocab_size] the unified id
+of each codebook index at scale k, −1 where unused: old → new). A file the seed wrote (without
+``scales``, ``unified_to_original``, ``trajectory_id``, ``time_index``, ``checkpoint_sha256``) is read
+too: scales from the ``indices_scale_<k>`` shapes, ids from ``original_codebook_scale_<k>``, every
+row one trajectory in file order, no checkpoint hash.
 """
 
 from __future__ import annotations
@@ -68,6 +79,26 @@ OPTIONAL_FIELDS: tuple[str, ...] = (
     "split_seed",
     "remapped_tokens",
 )
+
+
+def _from_seed_fields(z: Any) -> dict[str, np.ndarray]:
+    """vqturb's fields of a tokens file the seed wrote (module docstring): what it lacks, derived."""
+    n_scales = 0
+    while f"indices_scale_{n_scales}" in z.files:
+        n_scales += 1
+    out: dict[str, np.ndarray] = {}
+    per = [np.asarray(z[f"indices_scale_{k}"]) for k in range(n_scales)]
+    out["scales"] = np.array([p.shape[-1] for p in per], np.int64)
+    if all(f"original_codebook_scale_{k}" in z.files for k in range(n_scales)):
+        out["unified_to_original"] = np.concatenate(
+            [np.asarray(z[f"original_codebook_scale_{k}"]).ravel() for k in range(n_scales)]
+        ).astype(np.int64)
+    if "indices_flat" in z.files:
+        n = int(np.asarray(z["indices_flat"]).shape[0])
+        out["trajectory_id"] = np.zeros(n, np.int64)  # one trajectory, in file order
+        out["time_index"] = np.arange(n, dtype=np.int64)
+    out["checkpoint_sha256"] = np.str_("")
+    return out
 
 
 def scale_positions(scales: Sequence[int] | np.ndarray) -> list[tuple[int, int]]:
@@ -150,6 +181,7 @@ class TokensFile:
     # group `symmetry_ops` generates (tokenizer save --augment; training/augment.symmetry_group)
     symmetry: np.ndarray | None = None
     symmetry_ops: str = ""  # e.g. "rot90,mirror"; "" when no row is a symmetry image
+    config_json: str = ""  # the VQ-VAE configuration (JSON), for the seed's fields; "" unknown
     path: str = "<memory>"  # where it was read from (named in errors)
     _row_of: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -272,7 +304,10 @@ class TokensFile:
         except Exception as e:
             raise InputError(path, None, f"unreadable ({e})", "an .npz tokens file") from None
         with z:
-            missing = [f for f in REQUIRED_FIELDS if f not in z.files]
+            # a file the seed wrote: it has per-scale grids but not vqturb's layout fields
+            by_seed = "indices_scale_0" in z.files and "scales" not in z.files
+            seed = _from_seed_fields(z) if by_seed else {}
+            missing = [f for f in REQUIRED_FIELDS if f not in z.files and f not in seed]
             if missing:
                 raise InputError(
                     path,
@@ -282,6 +317,8 @@ class TokensFile:
                 )
             # vectors_flat is never read: it is codebook[indices_flat], and the largest field
             a = {f: np.asarray(z[f]) for f in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS) if f in z.files}
+            a = {**seed, **a}
+            config_json = str(z["config_json"]) if "config_json" in z.files else ""
         rule = None
         if all(f in a for f in ("split_val_fraction", "split_test_fraction", "split_seed")):
             rule = SplitRule(
@@ -306,6 +343,7 @@ class TokensFile:
             remapped_tokens=a.get("remapped_tokens"),
             symmetry=a.get("symmetry"),
             symmetry_ops=str(a["symmetry_ops"]) if "symmetry_ops" in a else "",
+            config_json=config_json,
             path=str(path),
         )
         if "unified_to_scale" in a and not np.array_equal(
@@ -345,6 +383,32 @@ class TokensFile:
             out["split_val_fraction"] = np.float64(self.split_rule.val_fraction)
             out["split_test_fraction"] = np.float64(self.split_rule.test_fraction)
             out["split_seed"] = np.int64(self.split_rule.seed)
+        out.update(self.seed_arrays())
+        return out
+
+    def seed_arrays(self) -> dict[str, Any]:
+        """The fields the seed's tokenizer writes (module docstring), derived from this file."""
+        import json
+
+        cfg = json.loads(self.config_json) if self.config_json else {}
+        n_codes = int(cfg.get("vocab_size", int(self.unified_to_original.max(initial=-1)) + 1))
+        out = {
+            "effective_vocab_size": np.int64(self.vocab_size),
+            "vocab_size": np.int64(n_codes),
+            "codebook_dim": np.int64(self.codebook.shape[1]),
+            "config_json": np.str_(self.config_json or "{}"),
+            "var_mode": np.bool_(cfg.get("var_mode", len(self.scales) > 1)),
+        }
+        for k, (s, (a, b)) in enumerate(
+            zip(self.scales, scale_positions(self.scales), strict=True)
+        ):
+            out[f"indices_scale_{k}"] = self.indices[:, a:b].reshape(-1, s, s)
+            o, v = self.scale_offsets[k], self.scale_vocab_sizes[k]
+            original = self.unified_to_original[o : o + v].astype(np.int64)
+            out[f"original_codebook_scale_{k}"] = original
+            back = np.full(max(n_codes, int(original.max(initial=-1)) + 1), -1, np.int64)
+            back[original] = o + np.arange(v)
+            out[f"codebook_to_unified_scale_{k}"] = back
         return out
 
     def write(self, path: str | os.PathLike) -> Path:
