@@ -1,17 +1,21 @@
 """Comparison metrics: how far one field, spectrum or distribution is from a reference.
 
-Relative L2, PSNR, the spectrum log-error, value histograms on fixed bins, and the Jensen–Shannon
-and total-variation distances between histograms. Used by the VQ-VAE validation, the codec's
+Relative L2, PSNR, the spectrum log-error, value histograms on fixed bins, and the Jensen–Shannon,
+Kullback–Leibler and total-variation distances between histograms. Used by the VQ-VAE validation, the codec's
 rate–distortion benchmark and the rollout evaluation. The statistics of one field (spectra,
 enstrophy) are physics (:mod:`vqturb.physics.stats`).
 
 Every function accepts any leading batch dimensions and NumPy or JAX arrays (results are JAX
-arrays).
+arrays, except the distances between histograms, which follow their inputs: NumPy in float64 for
+NumPy inputs).
 """
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 
@@ -64,30 +68,95 @@ def histogram(x: ArrayLike, bins: ArrayLike) -> Float[Array, " nbins"]:
     return counts / jnp.maximum(counts.sum(), 1.0)
 
 
+def _namespace(*xs):
+    """NumPy (in float64) unless an input is a JAX array: the seed computed its distances in NumPy
+    float64, and an ε of 1e-10 next to probabilities of order 1 is lost in float32."""
+    import jax
+
+    return jnp if any(isinstance(x, jax.Array) for x in xs) else np
+
+
+def _distributions(p, q, eps: float, xp):
+    """``p`` and ``q`` normalised along the last axis; with ``eps > 0`` then smoothed as the seed
+    does: ``(p + ε) / Σ (p + ε)`` (every bin gets ε, so no bin of either side is empty)."""
+    dtype = np.float64 if xp is np else jnp.result_type(float)
+
+    def norm(a):
+        a = xp.asarray(a, dtype=dtype)
+        a = a / xp.maximum(a.sum(-1, keepdims=True), 1e-30)
+        if eps:
+            a = a + eps
+            a = a / a.sum(-1, keepdims=True)
+        return a
+
+    return norm(p), norm(q)
+
+
+def _kl(a, b, log, xp):
+    # Σ a log(a / b); bins with a = 0 contribute nothing, bins with a > 0 and b = 0 make it infinite
+    safe_b = xp.where(b > 0, b, 1.0)
+    ratio = xp.where(a > 0, xp.where(b > 0, a / safe_b, xp.inf), 1.0)
+    return xp.sum(xp.where(a > 0, a * log(ratio), 0.0), axis=-1)
+
+
+def _log(base: float, xp):
+    if base == 2.0:
+        return xp.log2
+    if base == math.e:
+        return xp.log
+    return lambda x: xp.log(x) / math.log(base)
+
+
 def js_divergence(
-    p: Float[ArrayLike, "... n"], q: Float[ArrayLike, "... n"]
-) -> Float[Array, "..."]:
-    """Jensen–Shannon divergence in bits (base 2, so it lies in [0, 1]) between histograms.
+    p: Float[ArrayLike, "... n"],
+    q: Float[ArrayLike, "... n"],
+    *,
+    base: float = 2.0,
+    eps: float = 0.0,
+) -> Float[Array | np.ndarray, "..."]:
+    """Jensen–Shannon divergence ½ KL(p‖m) + ½ KL(q‖m), m = ½(p + q), between histograms.
 
-    Inputs are normalised to sum to one along the last axis; empty bins contribute nothing.
+    Inputs are normalised to sum to one along the last axis. vqturb's own variant is the default:
+    logarithms to base 2 (bits, so the value lies in [0, 1]) and no smoothing (empty bins
+    contribute nothing). The seed's variant (``seed_token_metrics`` in
+    :mod:`vqturb.evaluation.metrics`) is ``base=math.e`` (nats, in [0, ln 2]) and ``eps=1e-10``:
+    ε added to every bin of both normalised histograms, which are then normalised again.
+
+    NumPy inputs are computed with NumPy in float64 (and return NumPy); JAX inputs with JAX.
     """
-    p = jnp.asarray(p, dtype=jnp.result_type(float))
-    q = jnp.asarray(q, dtype=jnp.result_type(float))
-    p = p / jnp.maximum(p.sum(-1, keepdims=True), 1e-30)
-    q = q / jnp.maximum(q.sum(-1, keepdims=True), 1e-30)
+    xp = _namespace(p, q)
+    p, q = _distributions(p, q, eps, xp)
+    log = _log(base, xp)
     m = 0.5 * (p + q)
-
-    def kl(a, b):
-        ratio = jnp.where(a > 0, a / jnp.where(b > 0, b, 1.0), 1.0)
-        return jnp.sum(jnp.where(a > 0, a * jnp.log2(ratio), 0.0), axis=-1)
-
-    return jnp.clip(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0, 1.0)
+    js = 0.5 * _kl(p, m, log, xp) + 0.5 * _kl(q, m, log, xp)
+    return xp.asarray(xp.clip(js, 0.0, math.log(2.0) / math.log(base)))
 
 
-def tv_distance(p: Float[ArrayLike, "... n"], q: Float[ArrayLike, "... n"]) -> Float[Array, "..."]:
-    """Total-variation distance ½ Σ |p − q| between normalised histograms, in [0, 1]."""
-    p = jnp.asarray(p, dtype=jnp.result_type(float))
-    q = jnp.asarray(q, dtype=jnp.result_type(float))
-    p = p / jnp.maximum(p.sum(-1, keepdims=True), 1e-30)
-    q = q / jnp.maximum(q.sum(-1, keepdims=True), 1e-30)
-    return 0.5 * jnp.sum(jnp.abs(p - q), axis=-1)
+def kl_divergence(
+    p: Float[ArrayLike, "... n"],
+    q: Float[ArrayLike, "... n"],
+    *,
+    base: float = math.e,
+    eps: float = 0.0,
+) -> Float[Array | np.ndarray, "..."]:
+    """Kullback–Leibler divergence KL(p‖q) = Σ p log(p / q) between histograms (nats by default).
+
+    Not symmetric: ``p`` is the distribution the expectation is taken under (the seed's token
+    metric is KL(ground truth ‖ generated), i.e. ``p`` = ground truth). Normalisation and ``eps``
+    as in :func:`js_divergence`; without smoothing a bin with p > 0 and q = 0 makes it infinite.
+    """
+    xp = _namespace(p, q)
+    p, q = _distributions(p, q, eps, xp)
+    return xp.asarray(xp.maximum(_kl(p, q, _log(base, xp), xp), 0.0))
+
+
+def tv_distance(
+    p: Float[ArrayLike, "... n"], q: Float[ArrayLike, "... n"], *, eps: float = 0.0
+) -> Float[Array | np.ndarray, "..."]:
+    """Total-variation distance ½ Σ |p − q| between normalised histograms, in [0, 1].
+
+    ``eps`` smooths both histograms first as in :func:`js_divergence` (the seed's variant).
+    """
+    xp = _namespace(p, q)
+    p, q = _distributions(p, q, eps, xp)
+    return xp.asarray(0.5 * xp.sum(xp.abs(p - q), axis=-1))
