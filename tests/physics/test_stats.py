@@ -47,3 +47,43 @@ def test_single_mode_lands_in_its_shell():
     # ⟨cos²⟩ = ½, so ½⟨ω²⟩/|k|² = 1/(4·9)
     assert e[3] == pytest.approx(1 / 36, rel=1e-5)
     assert e.sum() == pytest.approx(e[3], rel=1e-5)
+
+
+def test_seed_annulus_mean_of_a_single_mode():
+    """ω = cos(2x) on 8 × 8: its two modes (0, ±2), |K| = 2·2π/8 = π/2 radians/pixel, land in
+    the second annulus, whose value is their power averaged over the annulus's 36 modes.
+
+    Annuli (edges linspace(0, π√2, 4) = 0, π√2/3, 2π√2/3, π√2; in integer units |k| = |K|·8/2π the
+    edges are 0, 4√2/3 ≈ 1.886, 3.771, 5.657): |k|² ∈ {0, 1, 2} (1 + 4 + 4 = 9 modes) in the
+    first, |k|² ∈ {4, 5, 8, 9, 10, 13} (4 + 8 + 4 + 4 + 8 + 8 = 36 modes) in the second.
+    """
+    n = 8
+    x = np.arange(n) * 2 * np.pi / n
+    omega = np.cos(2 * x)[None, :] * np.ones((n, 1))
+    centres, edges = stats.annulus_wavenumbers(n, n)
+    np.testing.assert_allclose(edges, np.linspace(0, np.pi * np.sqrt(2), 4))
+    np.testing.assert_allclose(centres, 0.5 * (edges[1:] + edges[:-1]))
+    # |fft2(ω)|² = (N²/2)² = 1024 on each of the two modes
+    z = np.asarray(stats.enstrophy_spectrum_annulus_mean(omega))
+    np.testing.assert_allclose(z, [0.0, 2 * 0.5 * 1024 / 36, 0.0], atol=1e-3)
+    e = np.asarray(stats.energy_spectrum_annulus_mean(omega))
+    want = 2 * 0.5 * 1024 / (np.pi / 2) ** 2 / 36
+    np.testing.assert_allclose(e, [0.0, want, 0.0], rtol=1e-5, atol=1e-6 * want)
+    # vqturb's shell sums of the same field: Z(2) = ½⟨ω²⟩ = ¼, E(2) = Z(2)/4
+    assert float(stats.enstrophy_spectrum(omega)[2]) == pytest.approx(0.25, rel=1e-5)
+    assert float(stats.energy_spectrum(omega)[2]) == pytest.approx(1 / 16, rel=1e-5)
+
+
+def test_seed_annulus_mean_counts_the_mean_mode_in_the_first_annulus():
+    """ω = 1 + cos(x) on 8 × 8: the mean mode (|fft2|² = 64²) and the modes (0, ±1) share the first
+    annulus of 9 modes; the mean mode has no kinetic energy but counts in the average."""
+    n = 8
+    x = np.arange(n) * 2 * np.pi / n
+    omega = (1.0 + np.cos(x))[None, :] * np.ones((n, 1))
+    z = np.asarray(stats.enstrophy_spectrum_annulus_mean(omega[None]))[0]
+    assert z[0] == pytest.approx((0.5 * 64**2 + 2 * 0.5 * 32**2) / 9, rel=1e-5)
+    e = np.asarray(stats.energy_spectrum_annulus_mean(omega))
+    assert e[0] == pytest.approx(2 * 0.5 * 32**2 / (np.pi / 4) ** 2 / 9, rel=1e-5)
+    assert e[1:].max() < 1e-6 * e[0]
+    with pytest.raises(ValueError, match="4 x 4"):
+        stats.energy_spectrum_annulus_mean(np.zeros((3, 3)))
