@@ -173,6 +173,7 @@ def plot_spectra(
     title: str | None = None,
     ylabel: str = "E(k)",
     kmax: int | None = None,
+    xlabel: str = "wavenumber k",
 ) -> Path:
     """Log-log spectra (e.g. ``{"true": E_true, "reconstructed": E_rec}``) against wavenumber.
 
@@ -184,6 +185,7 @@ def plot_spectra(
         title: optional title.
         ylabel: y-axis label.
         kmax: draw a dotted line at this wavenumber (e.g. Nyquist N/2).
+        xlabel: x-axis label (e.g. for wavenumbers in radians/pixel).
 
     The k = 0 shell and non-positive values are left out (log axes).
     """
@@ -197,7 +199,7 @@ def plot_spectra(
         ax.loglog(k[m], e[m], label=name)
     if kmax is not None:
         ax.axvline(kmax, color="0.5", ls=":", lw=1)
-    ax.set_xlabel("wavenumber k")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()

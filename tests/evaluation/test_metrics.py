@@ -169,3 +169,78 @@ def test_enstrophy_range_kept():
     assert r["n_steps"] == 10 and r["fraction_in_range"] == pytest.approx(0.5)
     assert r["first_step_outside"] == 6
     assert r["range"] == pytest.approx([0.45, 0.55])
+
+
+def test_seed_token_metrics_against_a_hand_computation():
+    """One generated and one true row: scale 1 has local ids (0, 0, 1, 2) against (0, 1, 2, 3),
+    the other scales agree. Scale 1 is then p = (2, 1, 1, 0)/4 against uniform."""
+    import math
+
+    gen = np.zeros((1, T), np.int32)
+    ref = np.zeros((1, T), np.int32)
+    gen[0, 1:5] = [1, 1, 2, 3]
+    ref[0, 1:5] = [1, 2, 3, 4]
+    gen[0, 5:] = ref[0, 5:] = 5
+    d = metrics.seed_token_metrics(gen, ref, SCALES, OFFSETS, VOCABS)
+    js1 = 0.25 * math.log(4 / 3) + 0.125 * math.log(2 / 3) + 0.125 * math.log(2)
+    np.testing.assert_allclose(d["token_js_nats_per_scale"], [0.0, js1, 0.0], atol=1e-8)
+    np.testing.assert_allclose(d["token_tv_per_scale"], [0.0, 0.25, 0.0], atol=1e-8)
+    np.testing.assert_allclose(
+        d["token_js_bits_per_scale"], [0.0, js1 / math.log(2), 0.0], atol=1e-8
+    )
+    # KL(true || generated): the true id 4 that the rollout never produced dominates
+    kl1 = 0.25 * math.log(0.25 / 0.5) + 0.25 * math.log(0.25 / 1e-10)
+    np.testing.assert_allclose(d["token_kl_nats_per_scale"], [0.0, kl1, 0.0], rtol=1e-6, atol=1e-8)
+    assert d["kl_direction"] == "KL(ground truth || generated)" and d["eps"] == 1e-10
+    # overall, on the 13 unified ids: 21 tokens each; they differ by one token (id 1 vs id 4)
+    assert d["token_tv"] == pytest.approx(1 / 21, abs=1e-8)
+    # p = (1, 2, 1, 1, 0, 16)/21, q = (1, 1, 1, 1, 1, 16)/21 on ids 0-5: m = (1, 1.5, 1, 1, .5, 16)/21
+    js = 0.5 * (2 / 21) * math.log(2 / 1.5) + 0.5 * (
+        (1 / 21) * math.log(1 / 1.5) + (1 / 21) * math.log(1 / 0.5)
+    )
+    assert d["token_js_nats"] == pytest.approx(js, abs=1e-8)
+    json.dumps(d)
+
+
+def test_milestone_steps_are_the_seeds_up_to_n_steps():
+    assert metrics.milestone_steps(100) == [0, 1, 4, 9, 99, 100]
+    assert metrics.milestone_steps(99) == [0, 1, 4, 9, 99]
+    assert metrics.milestone_steps(3) == [0, 1, 3]
+    assert metrics.milestone_steps(1000) == [0, 1, 4, 9, 99, 499, 999, 1000]
+    assert metrics.milestone_steps(10_000)[-3:] == [4999, 9999, 10_000]
+
+
+def test_seed_spectra_time_averaged_and_at_milestones():
+    """Generated: ω = a_t cos(2x) on 8 × 8 with a_t = 1, 2, 3 (steps 0-2); truth: a = 1 for two
+    steps. The seed's enstrophy annulus mean of amplitude a is a²·1024/36 in the second annulus
+    (tests/physics/test_stats.py), vqturb's shell sum a²/4 at k = 2."""
+    n = 8
+    x = np.arange(n) * 2 * np.pi / n
+    mode = np.cos(2 * x)[None, :] * np.ones((n, 1))
+    gen = np.stack([a * mode for a in (1.0, 2.0, 3.0)])[None]  # [1, 3, 8, 8]
+    ref = np.stack([mode, mode])[None]
+    d = metrics.seed_spectra(gen, ref)
+    assert d["milestone_steps"] == [0, 1, 2]
+    z = d["annulus_mean"]["enstrophy"]
+    unit = 1024 / 36
+    # t0 included in the time average: (1 + 4 + 9)/3
+    assert z["time_averaged"]["generated"][1] == pytest.approx(14 / 3 * unit, rel=1e-5)
+    assert z["time_averaged"]["reference"][1] == pytest.approx(unit, rel=1e-5)
+    assert [s[1] for s in z["at_steps"]["generated"]] == pytest.approx(
+        [unit, 4 * unit, 9 * unit], rel=1e-5
+    )
+    assert z["at_steps"]["reference"][2] is None  # no truth at step 2
+    e = d["annulus_mean"]["kinetic_energy"]
+    assert e["time_averaged"]["reference"][1] == pytest.approx(
+        1024 / (np.pi / 2) ** 2 / 36, rel=1e-5
+    )
+    assert len(d["annulus_mean"]["k_radians_per_pixel"]) == 3
+    s = d["shell_sum"]
+    assert s["enstrophy"]["time_averaged"]["generated"][2] == pytest.approx(14 / 12, rel=1e-5)
+    assert s["kinetic_energy"]["at_steps"]["reference"][0][2] == pytest.approx(1 / 16, rel=1e-5)
+    assert "reconstructed" not in s["enstrophy"]["time_averaged"]
+    d2 = metrics.seed_spectra(gen, ref, reconstructed=ref, steps=[1])
+    assert (
+        d2["milestone_steps"] == [1] and "reconstructed" in d2["shell_sum"]["enstrophy"]["at_steps"]
+    )
+    json.dumps(d)

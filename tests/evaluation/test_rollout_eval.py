@@ -447,7 +447,8 @@ def test_evaluate_rollouts_degenerate_inputs(tmp_path):
         progress=False,
     )
     assert m["skill"]["step"] == [] and m["summary"]["skill_rel_l2_step1"] is None
-    assert m["summary"]["token_js_overall"] == 0.0
+    assert m["summary"]["token_js_bits_overall"] == 0.0
+    assert m["summary"]["seed_token_js_nats"] == pytest.approx(0.0, abs=1e-12)
     assert (tmp_path / "report.html").exists()
 
 
@@ -470,3 +471,24 @@ def test_evaluate_rollouts_with_ensemble_members(tmp_path, rng):
         RR.evaluate_rollouts(
             members[:3], gt, _fake_decode, tmp_path, layout=LAYOUT, members=m_, progress=False
         )
+
+
+def test_seed_metrics_include_t0_where_vqturbs_leave_it_out(rng):
+    """Rollouts equal to the truth after t0 but not at t0: vqturb's token JS (t0 left out) is 0,
+    the seed's (every frame) is not; the seed's spectra average every frame and show the
+    milestone steps."""
+    from vqturb.evaluation.rollout_metrics import rollout_metrics
+
+    gt = _rows(rng, 2 * 4).reshape(2, 4, T)
+    gen = gt.copy()
+    gen[:, 0, 5:] = 5  # t0 differs at the last scale only
+    m = rollout_metrics(
+        gen, gt, _fake_decode(gen), _fake_decode(gt), None, layout=LAYOUT, skill_steps=2
+    )
+    assert m["tokens"]["overall"]["js"] == pytest.approx(0.0, abs=1e-12)
+    sm = m["seed_metrics"]
+    assert sm["token_js_nats"] > 1e-3 and sm["token_js_nats_per_scale"][2] > 1e-3
+    assert sm["token_js_nats_per_scale"][:2] == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert sm["spectra"]["milestone_steps"] == [0, 1, 3]
+    assert m["summary"]["seed_token_kl_nats"] == sm["token_kl_nats"]
+    json.dumps(m)

@@ -23,7 +23,14 @@ import numpy as np
 from jaxtyping import ArrayLike, Float, Int
 
 from vqturb.data.tokens_file import scale_positions
-from vqturb.metrics import histogram, js_divergence, relative_l2, spectrum_log_error, tv_distance
+from vqturb.metrics import (
+    histogram,
+    js_divergence,
+    kl_divergence,
+    relative_l2,
+    spectrum_log_error,
+    tv_distance,
+)
 from vqturb.physics import stats
 
 
@@ -123,12 +130,7 @@ def token_metrics(
                 "out_of_range_generated": oor,
             }
         )
-    v_total = int(
-        max(int(o) + int(v) for o, v in zip(scale_offsets, scale_vocab_sizes, strict=True))
-    )
-    v_total = max(v_total, int(max(generated.max(initial=0), reference.max(initial=0))) + 1)
-    cg = np.bincount(generated.ravel().astype(np.int64), minlength=v_total).astype(np.float64)
-    cr = np.bincount(reference.ravel().astype(np.int64), minlength=v_total).astype(np.float64)
+    cg, cr = unified_histograms(generated, reference, scale_offsets, scale_vocab_sizes)
     trainable = [e for e in per_scale if not e["deterministic"]] or per_scale
     return {
         "per_scale": per_scale,
@@ -141,6 +143,92 @@ def token_metrics(
             "tv": float(np.mean([e["tv"] for e in trainable])),
         },
     }
+
+
+def unified_histograms(
+    generated: Int[ArrayLike, "*batch t"],
+    reference: Int[ArrayLike, "*batch2 t"],
+    scale_offsets: Sequence[int],
+    scale_vocab_sizes: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token counts of every position of every row over the whole unified vocabulary.
+
+    Returns:
+        ``(counts_generated, counts_reference)``, each ``[V]`` with ``V = max(offset + vocab)``
+        (widened to hold any larger id that occurs), float64 counts (not normalised).
+    """
+    generated = np.asarray(generated)
+    reference = np.asarray(reference)
+    v_total = int(
+        max(int(o) + int(v) for o, v in zip(scale_offsets, scale_vocab_sizes, strict=True))
+    )
+    v_total = max(v_total, int(max(generated.max(initial=0), reference.max(initial=0))) + 1)
+    cg = np.bincount(generated.ravel().astype(np.int64), minlength=v_total).astype(np.float64)
+    cr = np.bincount(reference.ravel().astype(np.int64), minlength=v_total).astype(np.float64)
+    return cg, cr
+
+
+# The seed's smoothing of histograms before its JS, KL and TV (eval_nsp.py of the seed code)
+SEED_EPS = 1e-10
+KL_DIRECTION = "KL(ground truth || generated)"
+
+
+def seed_token_metrics(
+    generated: Int[ArrayLike, "*batch t"],
+    reference: Int[ArrayLike, "*batch2 t"],
+    scales: Sequence[int],
+    scale_offsets: Sequence[int],
+    scale_vocab_sizes: Sequence[int],
+    *,
+    eps: float = SEED_EPS,
+) -> dict:
+    """The seed's token-distribution metrics, per scale and overall.
+
+    Definitions (the seed's ``compute_histogram_metrics``): the histograms of the ids at each
+    scale's positions over that scale's id range (:func:`token_histograms`) and of every id over
+    the unified vocabulary (:func:`unified_histograms`) are normalised, ε = ``eps`` is added to
+    every bin of both, and they are normalised again; then
+
+    - ``js_nats``: Jensen–Shannon divergence with natural logarithms (in [0, ln 2]);
+    - ``kl_nats``: KL(ground truth ‖ generated) = Σ p_true log(p_true / p_gen), the direction the
+      seed computes (the SPEC names no KL; its seed code is the definition): it is large where
+      the truth has mass that the rollouts never produce;
+    - ``tv``: ½ Σ |p_gen − p_true| of the smoothed histograms;
+    - ``js_bits``: vqturb's JS (base 2, no smoothing, :func:`vqturb.metrics.js_divergence`) on the
+      same histograms, for comparison with ``tokens`` in ``metrics.json``.
+
+    Pass every frame as the seed does: the whole rollouts and ground-truth windows, t0 included
+    (vqturb's own ``token_metrics`` leaves t0 out). Rows need not be paired: the histograms are
+    of all tokens of each side.
+
+    Returns:
+        JSON-safe dict: ``token_js_nats``, ``token_kl_nats``, ``token_tv``, ``token_js_bits``
+        (overall) and the same names with ``_per_scale`` (lists over scales, deterministic scales
+        included, as the seed), plus ``eps`` and ``kl_direction``.
+    """
+    generated = np.asarray(generated)
+    reference = np.asarray(reference)
+    _check_token_layout(generated, scales, scale_offsets, scale_vocab_sizes)
+    _check_token_layout(reference, scales, scale_offsets, scale_vocab_sizes)
+    hg = token_histograms(generated, scales, scale_offsets, scale_vocab_sizes)
+    hr = token_histograms(reference, scales, scale_offsets, scale_vocab_sizes)
+    cg, cr = unified_histograms(generated, reference, scale_offsets, scale_vocab_sizes)
+
+    def four(g, r) -> dict[str, float]:
+        return {
+            "token_js_nats": _f(js_divergence(g, r, base=np.e, eps=eps)),
+            "token_kl_nats": _f(kl_divergence(r, g, eps=eps)),
+            "token_tv": _f(tv_distance(g, r, eps=eps)),
+            "token_js_bits": _f(js_divergence(g, r)),
+        }
+
+    out: dict = dict(four(cg, cr))
+    per = [four(g, r) for g, r in zip(hg, hr, strict=True)]
+    for name in list(out):
+        out[f"{name}_per_scale"] = [e[name] for e in per]
+    out["eps"] = float(eps)
+    out["kl_direction"] = KL_DIRECTION
+    return out
 
 
 # ----------------------------------------------------------------------------- pixel values
@@ -266,6 +354,99 @@ def time_averaged_spectra(
         "spectrum_error": _f(spectrum_log_error(eg, er, kmax=kmax)),
         "kmax": kmax,
     }
+
+
+SEED_MILESTONE_STEPS = (0, 1, 4, 9, 99, 499, 999)
+
+
+def milestone_steps(n_steps: int) -> list[int]:
+    """Rollout steps at which the seed shows its fields: 0, 1, 4, 9, 99, 499, 999 (its frames
+    t = 1, 2, 5, 10, 100, 500, 1000, counted from 1), continued as 4999, 9999, 49999, …, those up
+    to ``n_steps``, and ``n_steps`` itself so that the end of every rollout is shown."""
+    steps = list(SEED_MILESTONE_STEPS)
+    while steps[-1] < n_steps:
+        steps.append(5 * (steps[-1] + 1) - 1 if len(steps) % 2 else 2 * (steps[-1] + 1) - 1)
+    out = sorted({t for t in steps if t <= n_steps} | {int(n_steps)})
+    return [t for t in out if t >= 0]
+
+
+def _spectra_of(fields: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-step spectra averaged over samples, ``[T, nk]``, in both conventions."""
+    return {
+        "annulus_mean/kinetic_energy": np.asarray(
+            stats.energy_spectrum_annulus_mean(fields), np.float64
+        ).mean(axis=0),
+        "annulus_mean/enstrophy": np.asarray(
+            stats.enstrophy_spectrum_annulus_mean(fields), np.float64
+        ).mean(axis=0),
+        "shell_sum/kinetic_energy": np.asarray(stats.energy_spectrum(fields), np.float64).mean(
+            axis=0
+        ),
+        "shell_sum/enstrophy": np.asarray(stats.enstrophy_spectrum(fields), np.float64).mean(
+            axis=0
+        ),
+    }
+
+
+def seed_spectra(
+    generated: Float[ArrayLike, "n t h w"],
+    reference: Float[ArrayLike, "s t2 h w"],
+    *,
+    reconstructed: Float[ArrayLike, "s t3 h w"] | None = None,
+    steps: Sequence[int] | None = None,
+) -> dict:
+    """Kinetic-energy and enstrophy spectra in the seed's convention and in vqturb's, averaged over
+    every frame (t0 included, as the seed's time average) and at milestone steps.
+
+    Conventions (:mod:`vqturb.physics.stats`):
+
+    - ``annulus_mean``: the seed's: the mean of ½|û|²+½|v̂|² (resp. ½|ω̂|²) over each annulus of
+      wavenumbers in radians/pixel (K = 2π k / N), unnormalised FFT; ``k_radians_per_pixel`` holds
+      the annulus centres (:func:`~vqturb.physics.stats.energy_spectrum_annulus_mean`);
+    - ``shell_sum``: vqturb's: the sum over the shells k − ½ ≤ |k| < k + ½ of integer wavenumbers,
+      ω̂ = fft2(ω)/(H W), adding up to ½⟨u²+v²⟩ (resp. ½⟨ω²⟩); ``k`` = 0, 1, ….
+
+    Each spectrum is computed per frame, then averaged over samples (and, for ``time_averaged``,
+    over steps), as the seed accumulates per-frame spectra.
+
+    Args:
+        generated: rollouts ``[N, T, H, W]``, t0 first (every start and member).
+        reference: ground truth ``[S, T', H, W]`` (raw when given, else reconstructed).
+        reconstructed: the decoded ground truth, when ``reference`` is the raw field.
+        steps: milestone steps (default :func:`milestone_steps` of ``T − 1``).
+
+    Returns:
+        ``{"milestone_steps": [...], "annulus_mean": {"k_radians_per_pixel": [...],
+        "kinetic_energy": Q, "enstrophy": Q}, "shell_sum": {"k": [...], "kinetic_energy": Q,
+        "enstrophy": Q}}`` with ``Q = {"time_averaged": {name: [nk]}, "at_steps": {name: [one
+        [nk] list or None per milestone step]}}`` for the names ``generated``, ``reference``
+        (and ``reconstructed``); ``None`` where the ground truth has no frame at that step.
+    """
+    generated = np.asarray(generated)
+    reference = np.asarray(reference)
+    n_steps = generated.shape[1] - 1
+    steps = milestone_steps(n_steps) if steps is None else [int(t) for t in steps]
+    sources = {"generated": generated, "reference": reference}
+    if reconstructed is not None:
+        sources["reconstructed"] = np.asarray(reconstructed)
+    spec = {name: _spectra_of(x) for name, x in sources.items()}
+    centres, _ = stats.annulus_wavenumbers(*generated.shape[-2:])
+    out: dict = {
+        "milestone_steps": steps,
+        "annulus_mean": {"k_radians_per_pixel": _list(centres)},
+        "shell_sum": {"k": list(range(spec["generated"]["shell_sum/enstrophy"].shape[-1]))},
+    }
+    for conv in ("annulus_mean", "shell_sum"):
+        for qty in ("kinetic_energy", "enstrophy"):
+            key = f"{conv}/{qty}"
+            out[conv][qty] = {
+                "time_averaged": {n: _list(v[key].mean(axis=0)) for n, v in spec.items()},
+                "at_steps": {
+                    n: [_list(v[key][t]) if 0 <= t < v[key].shape[0] else None for t in steps]
+                    for n, v in spec.items()
+                },
+            }
+    return out
 
 
 def time_series(

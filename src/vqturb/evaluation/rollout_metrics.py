@@ -41,7 +41,9 @@ def rollout_metrics(
         ``skill`` (see :mod:`vqturb.evaluation.metrics`), with raw GT also
         ``spectra_reconstruction`` and ``spectra_vs_reconstructed``, ``physics`` (the long-rollout
         checks: enstrophy range kept, spectrum errors against the reconstructed truth and of the
-        VQ-VAE itself), and a flat ``summary``.
+        VQ-VAE itself), ``seed_metrics`` (the seed's definitions on every frame, t0 included:
+        :func:`~vqturb.evaluation.metrics.seed_token_metrics` and ``spectra`` from
+        :func:`~vqturb.evaluation.metrics.seed_spectra`), and a flat ``summary``.
     """
     n_rows, n1, _ = generated_tokens.shape
     s = gt_tokens.shape[0]
@@ -92,6 +94,13 @@ def rollout_metrics(
             reconstructed=rec if raw_gt is not None else None,
         ),
         "enstrophy_range": M.enstrophy_range_kept(gen, rec),
+        # the seed's definitions, on every frame (t0 included) as the seed computes them
+        "seed_metrics": {
+            **M.seed_token_metrics(generated_tokens, gt_tokens, scales, offs, vocs),
+            "spectra": M.seed_spectra(
+                gen, truth, reconstructed=rec if raw_gt is not None else None
+            ),
+        },
     }
     if raw_gt is not None:
         m["spectra_reconstruction"] = M.time_averaged_spectra(rec, raw_gt)
@@ -113,9 +122,12 @@ def rollout_metrics(
         return sk[key][step - 1] if len(sk[key]) >= step else None
 
     m["summary"] = {
-        "token_js_overall": m["tokens"]["overall"]["js"],
+        "token_js_bits_overall": m["tokens"]["overall"]["js"],
         "token_tv_overall": m["tokens"]["overall"]["tv"],
-        "token_js_mean_trainable": m["tokens"]["mean_trainable"]["js"],
+        "token_js_bits_mean_trainable": m["tokens"]["mean_trainable"]["js"],
+        "seed_token_js_nats": m["seed_metrics"]["token_js_nats"],
+        "seed_token_kl_nats": m["seed_metrics"]["token_kl_nats"],
+        "seed_token_tv": m["seed_metrics"]["token_tv"],
         "pixel_js_generated_vs_reference": m["pixels"]["pairs"]
         .get("generated_vs_raw_gt", m["pixels"]["pairs"].get("generated_vs_reconstructed_gt", {}))
         .get("js"),

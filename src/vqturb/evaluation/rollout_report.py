@@ -161,6 +161,23 @@ def evaluate_rollouts(
         k, curves, fig_dir / "spectra.png", kmax=m["spectra"]["kmax"],
         title=f"time-averaged energy spectra (error {m['spectra']['spectrum_error']:.3f})",
     )  # fmt: skip
+    sp = m["seed_metrics"]["spectra"]
+    for qty, ylabel, fname in (
+        ("kinetic_energy", "E(K), annulus mean", "seed_energy_spectra.png"),
+        ("enstrophy", "Z(K), annulus mean", "seed_enstrophy_spectra.png"),
+    ):
+        q = sp["annulus_mean"][qty]
+        seed_curves = {
+            f"{name if name != 'reference' else f'ground truth ({truth_name})'}, time-averaged": v
+            for name, v in q["time_averaged"].items()
+        }
+        for t, v in zip(sp["milestone_steps"], q["at_steps"]["generated"], strict=True):
+            seed_curves[f"generated, step {t}"] = v
+        figs[f"seed_{qty}"] = P.plot_spectra(
+            np.asarray(sp["annulus_mean"]["k_radians_per_pixel"]), seed_curves, fig_dir / fname,
+            ylabel=ylabel, xlabel="|K| (radians/pixel)",
+            title=f"seed's {qty.replace('_', ' ')} spectrum (t0 included)",
+        )  # fmt: skip
     figs["time_series"] = P.plot_time_series(m["time_series"], fig_dir / "time_series.png")
     figs["pdf"] = P.plot_vorticity_pdf(m["vorticity_pdf"], fig_dir / "vorticity_pdf.png")
     if m["skill"]["step"]:
@@ -291,6 +308,48 @@ def _write_report(
             ],
         ),
     ]
+    sm_seed = m["seed_metrics"]
+    sections.append(
+        R.Section(
+            "The seed's metrics",
+            [
+                R.Text(
+                    "The seed code's definitions, on every frame of the rollouts and of the "
+                    "ground truth (t0 included): token histograms smoothed with "
+                    f"ε = {sm_seed['eps']:g}, JS divergence in nats, "
+                    f"{sm_seed['kl_direction']} in nats, TV distance; vqturb's JS in bits on "
+                    "the same histograms beside them. Spectra: the mean over annuli of "
+                    "wavenumbers in radians/pixel (the seed's), time-averaged and at steps "
+                    f"{', '.join(map(str, sm_seed['spectra']['milestone_steps']))}."
+                ),
+                R.Table(
+                    [
+                        (
+                            k,
+                            sm_seed["token_js_nats_per_scale"][k],
+                            sm_seed["token_kl_nats_per_scale"][k],
+                            sm_seed["token_tv_per_scale"][k],
+                            sm_seed["token_js_bits_per_scale"][k],
+                        )
+                        for k in range(len(sm_seed["token_js_nats_per_scale"]))
+                    ]
+                    + [
+                        (
+                            "overall",
+                            sm_seed["token_js_nats"],
+                            sm_seed["token_kl_nats"],
+                            sm_seed["token_tv"],
+                            sm_seed["token_js_bits"],
+                        )
+                    ],
+                    ("scale", "JS (nats)", "KL true‖gen (nats)", "TV", "JS (bits, vqturb)"),
+                    "token distributions",
+                ),
+                R.Image(figs["seed_kinetic_energy"], "kinetic energy, annulus mean"),
+                R.Image(figs["seed_enstrophy"], "enstrophy, annulus mean"),
+            ],
+        )
+    )
     phys = m["physics"]
     sections.append(
         R.Section(
