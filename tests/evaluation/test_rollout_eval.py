@@ -492,3 +492,88 @@ def test_seed_metrics_include_t0_where_vqturbs_leave_it_out(rng):
     assert sm["spectra"]["milestone_steps"] == [0, 1, 3]
     assert m["summary"]["seed_token_kl_nats"] == sm["token_kl_nats"]
     json.dumps(m)
+
+
+def _without_run_specifics(m: dict) -> dict:
+    m = {k: v for k, v in m.items() if k not in ("settings", "timing", "files")}
+    m["summary"] = {
+        k: v for k, v in m["summary"].items() if k != "decode_frames_per_s_incl_compile"
+    }
+    return m
+
+
+TEACHER = {
+    "n_pairs": 3,
+    "scale": [2],
+    "side": [4],
+    "accuracy": [0.5],
+    "copy_rate": [0.25],
+    "loss": [1.0],
+    "uniform_loss": [2.0],
+}
+
+
+def test_reanalyze_reproduces_a_run_without_sampling(tmp_path, rng, monkeypatch):
+    """A run's saved tokens, decoded again through its VQ-VAE, give the same metrics.json numbers;
+    the sampler is never called; carried-over parts (teacher-forced, rollout timing) are kept."""
+    from vqturb import checkpoint
+    from vqturb.models import nsp_sampling
+
+    _, vq_path, tok = _checkpoints(tmp_path, rng)
+    vq, _ = checkpoint.load_model(vq_path, kind="vqvae")
+    decode = RO.vqvae_decoder(vq, TokensFile.read(tok), batch_size=4)
+    gt = _rows(rng, 2 * 4).reshape(2, 4, T)
+    gen = np.repeat(gt, 2, axis=0)
+    gen[:, 1:] = _rows(rng, 4 * 3).reshape(4, 3, T)
+    run = tmp_path / "run"
+    settings = {
+        "command": "vqturb eval-nsp",
+        "vqvae_checkpoint": str(vq_path),
+        "tokens_path": str(tok),
+        "data_dir": None,
+        "value_range": [-3.0, 3.0],
+    }
+    RR.evaluate_rollouts(
+        gen, gt, decode, run, layout=LAYOUT, starts=[(0, 0), (1, 2)], settings=settings,
+        timing={"wall_s": 1.5, "steady_frames_per_s": 7.0}, skill_steps=2, members=2,
+        value_range=(-3.0, 3.0), teacher_forced=TEACHER, progress=False,
+    )  # fmt: skip
+    before = json.loads((run / "metrics.json").read_text())
+
+    def no_sampling(*a, **k):
+        raise AssertionError("reanalyze must not generate")
+
+    for name in ("rollout", "generate"):
+        monkeypatch.setattr(nsp_sampling, name, no_sampling)
+    monkeypatch.setattr(RE, "rollout_tokens", no_sampling)
+    out = tmp_path / "again"
+    RE.reanalyze_nsp(run, out, skill_steps=2, decode_batch=4, progress=False)
+    after = json.loads((out / "metrics.json").read_text())
+    assert _without_run_specifics(after) == _without_run_specifics(before)  # bit for bit
+    assert after["seed_metrics"] == before["seed_metrics"]
+    assert after["value_range"] == [-3.0, 3.0]  # the run's own range
+    assert after["teacher_forced"] == TEACHER
+    assert after["timing"]["wall_s"] == 1.5 and after["summary"]["rollout_token_frames_per_s"] == 7
+    assert after["settings"]["reanalyzed_from"] == str(run)
+    assert (out / "report.html").is_file() and (
+        out / "figures" / "seed_energy_spectra.png"
+    ).is_file()
+    z0, z1 = np.load(run / "tokens_rollout.npz"), np.load(out / "tokens_rollout.npz")
+    np.testing.assert_array_equal(z0["generated"], z1["generated"])
+    # in place, with the seed's fixed range: the run's folder is rewritten
+    m = RE.reanalyze_nsp(run, value_range="seed", skill_steps=2, progress=False)
+    assert m["value_range"] == [-10.0, 10.0] and m["settings"]["value_range"] == [-10.0, 10.0]
+    assert json.loads((run / "metrics.json").read_text())["pixels"]["edges"][0] == -10.0
+    assert m["tokens"] == before["tokens"]
+    with pytest.raises(InputError, match="tokens_rollout.npz"):
+        RE.reanalyze_nsp(tmp_path, progress=False)
+
+
+def test_value_range_names():
+    assert RE.resolve_value_range("seed") == (-10.0, 10.0)
+    assert RE.resolve_value_range("auto") is None and RE.resolve_value_range(None) is None
+    assert RE.resolve_value_range([-2, 3]) == (-2.0, 3.0)
+    with pytest.raises(InputError, match="LO < HI"):
+        RE.resolve_value_range((1.0, 1.0))
+    with pytest.raises(InputError, match="seed or auto"):
+        RE.resolve_value_range("sed")

@@ -25,11 +25,29 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "per scale, metrics.json and a self-contained report.html."
         ),
     )
-    p.add_argument("--nsp_checkpoint", required=True, help="NSP checkpoint from train-nsp (.eqx)")
     p.add_argument(
-        "--vqvae_checkpoint", required=True, help="VQ-VAE checkpoint that made the tokens"
+        "--nsp_checkpoint",
+        default=None,
+        help="NSP checkpoint from train-nsp (.eqx) [required unless --reanalyze]",
     )
-    p.add_argument("--tokens_path", required=True, help="tokens file from `vqturb tokenizer save`")
+    p.add_argument(
+        "--vqvae_checkpoint",
+        default=None,
+        help="VQ-VAE checkpoint that made the tokens [required unless --reanalyze: the run's]",
+    )
+    p.add_argument(
+        "--tokens_path",
+        default=None,
+        help="tokens file from `vqturb tokenizer save` [required unless --reanalyze: the run's]",
+    )
+    p.add_argument(
+        "--reanalyze",
+        default=None,
+        metavar="DIR",
+        help="recompute every metric, figure, video and report.html of a previous eval-nsp "
+        "output folder from its tokens_rollout.npz, without generating (the VQ-VAE, tokens "
+        "file, --data_dir and --value_range default to the run's; sampling flags are ignored)",
+    )
     p.add_argument(
         "--n_samples",
         type=int,
@@ -56,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="raw dataset the tokens came from: adds raw ground-truth comparisons",
     )
     p.add_argument("--var", default="Omega", help="variable in the raw files [Omega]")
-    p.add_argument("--output_dir", default="eval_nsp", help="output folder [eval_nsp]")
+    p.add_argument(
+        "--output_dir", default=None, help="output folder [eval_nsp; with --reanalyze: DIR]"
+    )
     p.add_argument(
         "--chunk", type=int, default=10, help="frames per jitted scan between progress updates [10]"
     )
@@ -66,8 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--value_range",
         default=None,
-        help="LO,HI: the dataset's fixed vorticity range for pixel bins and colours "
-        "[symmetric, from max |ground truth| of the rollouts]",
+        help="LO,HI: the dataset's fixed vorticity range for pixel bins and colours; 'seed': "
+        "the seed's fixed -10,10; 'auto': symmetric, from max |ground truth| of the rollouts "
+        "[auto; with --reanalyze: the run's]",
     )
     p.add_argument("--fps", type=float, default=10.0, help="video frames per second [10]")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -79,17 +100,36 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vqturb.errors import InputError
-    from vqturb.evaluation.rollout_eval import evaluate_nsp
+    from vqturb.evaluation.rollout_eval import evaluate_nsp, reanalyze_nsp
 
-    value_range = None
-    if args.value_range is not None:
+    value_range = args.value_range
+    if value_range is not None and value_range not in ("seed", "auto"):
         try:
             lo, hi = (float(v) for v in args.value_range.split(","))
         except ValueError:
-            raise InputError(None, "--value_range", args.value_range, "LO,HI") from None
-        if not hi > lo:
-            raise InputError(None, "--value_range", args.value_range, "LO < HI")
-        value_range = (lo, hi)
+            raise InputError(
+                None, "--value_range", args.value_range, "LO,HI, seed or auto"
+            ) from None
+        value_range = (lo, hi)  # LO < HI is checked by the library
+    if args.reanalyze is not None:
+        m = reanalyze_nsp(
+            args.reanalyze,
+            args.output_dir,
+            vqvae_checkpoint=args.vqvae_checkpoint,
+            tokens_path=args.tokens_path,
+            data_dir=args.data_dir,
+            var=args.var if args.data_dir is not None else None,
+            value_range=value_range,
+            skill_steps=args.skill_steps,
+            fps=args.fps,
+            progress=not args.no_progress,
+        )
+        _print_summary(m, Path(args.output_dir or args.reanalyze))
+        return 0
+    for flag in ("nsp_checkpoint", "vqvae_checkpoint", "tokens_path"):
+        if getattr(args, flag) is None:
+            raise InputError(None, f"--{flag}", "missing", "a path (required unless --reanalyze)")
+    args.output_dir = args.output_dir or "eval_nsp"
     m = evaluate_nsp(
         args.nsp_checkpoint,
         args.vqvae_checkpoint,
@@ -110,9 +150,12 @@ def run(args: argparse.Namespace) -> int:
         value_range=value_range,
         progress=not args.no_progress,
     )
-    out = Path(args.output_dir)
+    _print_summary(m, Path(args.output_dir))
+    return 0
+
+
+def _print_summary(m: dict, out) -> None:
     width = max(len(k) for k in m["summary"])
     for k, v in m["summary"].items():
         print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
     print(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
-    return 0

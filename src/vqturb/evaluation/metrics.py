@@ -234,6 +234,10 @@ def seed_token_metrics(
 # ----------------------------------------------------------------------------- pixel values
 
 
+# The seed's fixed colour range for vorticity (its videos use vmin, vmax = -10, 10)
+SEED_VALUE_RANGE = (-10.0, 10.0)
+
+
 def value_range(
     *fields: Float[ArrayLike, "..."] | None, margin: float = 0.05
 ) -> tuple[float, float]:
