@@ -577,3 +577,14 @@ def test_value_range_names():
         RE.resolve_value_range((1.0, 1.0))
     with pytest.raises(InputError, match="seed or auto"):
         RE.resolve_value_range("sed")
+
+
+def test_eval_nsp_command_checks_reanalyze_and_required_flags(tmp_path, capsys):
+    from vqturb.cli import main
+
+    assert main(["eval-nsp", "--reanalyze", str(tmp_path), "--no_progress"]) == 2
+    assert "tokens_rollout.npz" in capsys.readouterr().err
+    assert main(["eval-nsp", "--vqvae_checkpoint", "a", "--tokens_path", "b"]) == 2
+    assert "--nsp_checkpoint" in capsys.readouterr().err
+    assert main(["eval-nsp", "--reanalyze", str(tmp_path), "--value_range", "foo"]) == 2
+    assert "seed or auto" in capsys.readouterr().err
