@@ -147,3 +147,33 @@ def test_spectral_tail_ratio_flags_unresolved_fields(rng):
     assert spectral_tail_ratio(smooth[None]) < 1e-10
     noise = rng.standard_normal((2, 48, 48))
     assert spectral_tail_ratio(noise) > 1e-2
+
+
+def test_a_full_disk_publishes_nothing_and_inspect_warns_about_an_unfinished_folder(
+    tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    import vqturb.data.writers as gen
+
+    real, calls = gen.write_mat_snapshot, []
+
+    def full_disk(*a, **k):
+        calls.append(1)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*a, **k)
+
+    monkeypatch.setattr(gen, "write_mat_snapshot", full_disk)
+    out = tmp_path / "out"
+    assert main(["generate", "--out", str(out), *TINY]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("generate [")]
+    assert len(err) == 1 and "No space left" in err[0] and "Traceback" not in err[0]
+    assert not any(out.iterdir()) and not (tmp_path / ".out.partial").exists()
+    # a generate-style folder without its generate.json (written last) gets a warning
+    monkeypatch.setattr(gen, "write_mat_snapshot", real)
+    assert main(["generate", "--out", str(out), *TINY]) == 0
+    (out / "generate.json").unlink()
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    assert "no generate.json" in capsys.readouterr().out

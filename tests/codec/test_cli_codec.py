@@ -126,3 +126,46 @@ def test_bench_rd(setup, capsys):
         assert {r["target_bytes"] for r in rows} == sizes
         assert all(np.isfinite(r["rel_l2"]) for r in rows)
     assert (out / "rd.png").exists() and "At vqturb's own size" in (out / "rd.md").read_text()
+
+
+def test_decompress_never_overwrites_raw_data_and_publishes_whole(setup, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    tmp, data, ckpt = setup
+    vqz = tmp / "d.vqz"
+    common = ["--checkpoint", str(ckpt), "--no_progress"]
+    assert main(["compress", *common, "--data_dir", str(data), "--output", str(vqz)]) == 0
+    # into a copy of the raw data: refused, one line, the raw files untouched
+    dc = tmp / "dc"
+    shutil.copytree(data, dc)
+    raw = (dc / "run0" / "1.mat").read_bytes()
+    capsys.readouterr()
+    assert main(["decompress", str(vqz), *common, "--output", str(dc)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did not write" in err and "--overwrite" in err
+    assert (dc / "run0" / "1.mat").read_bytes() == raw
+    # a new folder, then the same folder again (only its own files): fine; --overwrite: says so
+    out = tmp / "out"
+    assert main(["decompress", str(vqz), *common, "--output", str(out)]) == 0
+    assert main(["decompress", str(vqz), *common, "--output", str(out)]) == 0
+    assert len(json.loads((out / "decompressed.json").read_text())["files"]) == 18
+    assert main(["decompress", str(vqz), *common, "--output", str(dc), "--overwrite"]) == 0
+    assert (dc / "run0" / "1.mat").read_bytes() != raw
+    # a full disk after 5 files: exit 2, nothing published, the staging folder gone
+    real = scipy.io.savemat
+    calls = []
+
+    def full_disk(*a, **k):
+        calls.append(1)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*a, **k)
+
+    monkeypatch.setattr(scipy.io, "savemat", full_disk)
+    full = tmp / "full"
+    capsys.readouterr()
+    assert main(["decompress", str(vqz), *common, "--output", str(full)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left" in err
+    assert not full.exists() and not (tmp / ".full.partial").exists()

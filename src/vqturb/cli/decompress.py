@@ -24,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="the NSP model a file was compressed with (compress --nsp_checkpoint) [none]",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into --output even when it holds files decompress did not write (raw data "
+        "there is replaced by the reconstruction where names match)",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
@@ -38,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         batch_size=args.batch_size,
         nsp_checkpoint=args.nsp_checkpoint,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
     print(

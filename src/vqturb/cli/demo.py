@@ -92,6 +92,7 @@ def stages(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
                 "--var_mode",
                 "--checkpoint_dir",
                 str(vq),
+                "--overwrite",  # a rerun of the demo replaces its own earlier run
                 "--max_steps",
                 str(d["vqvae_steps"]),
                 "--epochs",
@@ -137,6 +138,7 @@ def stages(out: Path, quick: bool) -> list[tuple[str, list[str]]]:
                 "cpu",
                 "--checkpoint_dir",
                 str(nsp),
+                "--overwrite",
                 "--max_steps",
                 str(d["nsp_steps"]),
             ],

@@ -26,7 +26,7 @@ OPTIM_FIELDS = (
 
 def add_run_flags(p: argparse.ArgumentParser, defaults: dict, name: str) -> None:
     """``--checkpoint_dir --epochs --batch_size --seed --save_every --val_every --log_every
-    --resume --max_steps --keep_checkpoints --wandb_project --wandb_name --no_progress``."""
+    --resume --overwrite --max_steps --keep_checkpoints --wandb_project --wandb_name --no_progress``."""
     p.add_argument(
         "--checkpoint_dir", default=f"runs/{name}", help=f"run folder (default runs/{name})"
     )
@@ -59,6 +59,12 @@ def add_run_flags(p: argparse.ArgumentParser, defaults: dict, name: str) -> None
         "--resume",
         default=None,
         help="'auto' (newest checkpoint in --checkpoint_dir) or a ckpt_*.eqx path",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run files another run left in --checkpoint_dir and start afresh "
+        "(without it, or --resume, such a folder is refused)",
     )
     p.add_argument("--max_steps", type=int, default=None, help="stop after this many steps")
     p.add_argument(
@@ -154,6 +160,7 @@ def run_config(args: argparse.Namespace, *tables: dict):
 
     return RunConfig(
         checkpoint_dir=args.checkpoint_dir, seed=args.seed, log_every=args.log_every, resume=args.resume,
+        overwrite=args.overwrite,
         max_steps=args.max_steps, keep_checkpoints=args.keep_checkpoints, wandb_project=args.wandb_project,
         wandb_name=args.wandb_name, progress=not args.no_progress, **resolve(args, RUN_FIELDS, *tables),
     )  # fmt: skip

@@ -16,9 +16,11 @@ stored in the file, so every byte a reader needs is counted in the file size.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -410,19 +412,27 @@ def decompress(
     *,
     batch_size: int = 16,
     nsp_checkpoint: str | os.PathLike | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
     """Decode ``vqz`` with ``checkpoint`` (and ``nsp_checkpoint`` for a file coded with an NSP
     context) into ``output/<trajectory>/<n>.mat`` files (``Omega``
     float64 ``[H, W]`` and ``time``, the SPEC's format; ``n`` as in the input when its files were
     numbered consecutively, else the time index). Refuses a checkpoint whose
-    SHA-256 differs from the one the file was made with."""
+    SHA-256 differs from the one the file was made with.
+
+    ``output`` must be new, empty, or hold only what an earlier ``decompress`` wrote (its
+    ``decompressed.json`` lists it), unless ``overwrite``: raw data is never replaced by a lossy
+    reconstruction by accident. The files are written into a hidden staging folder and moved
+    into ``output`` when all are written, ``decompressed.json`` last."""
     import scipy.io
 
     from vqturb.tokenizer import VQVAETokenizer
-    from vqturb.utils.fileio import atomic_path
+    from vqturb.utils.fileio import atomic_write_json, publish_folder, staging_folder
     from vqturb.utils.progress import Progress
 
+    out = Path(output)
+    check_decompress_output(out, overwrite)  # before any work
     header, _ = read_vqz(vqz)  # validates framing and CRC before any heavy work
     tok = VQVAETokenizer(checkpoint, batch_size=batch_size)
     if header.get("checkpoint_sha256") != tok.checkpoint_sha256:
@@ -438,40 +448,80 @@ def decompress(
     if bool(header["var_mode"]) != tok.var_mode:
         raise InputError(vqz, "var_mode", str(header["var_mode"]), str(tok.var_mode))
     tok.set_vocabulary(header["scales"], tf.vocab)
-    out = Path(output)
     names = [_safe_name(s) for s in header["trajectories"]]
     n = int(header["n_fields"])
     var = header.get("var", "Omega")
     offset = int(header.get("file_number_offset", 0))
-    written = 0
+    written: list[str] = []
     t0 = time.perf_counter()
-    with Progress(n, "decompress", "field", disable=not progress) as bar:
-        for start in range(0, n, batch_size):
-            sl = slice(start, min(n, start + batch_size))
-            fields = tok.decode_codes([c[sl] for c in tf.codes])
-            for j, i in enumerate(range(sl.start, sl.stop)):
-                folder = out / names[int(tf.trajectory_id[i])]
-                folder.mkdir(parents=True, exist_ok=True)
-                number = int(tf.time_index[i]) + offset
-                with atomic_path(folder / f"{number}.mat") as tmp:
+    stage = staging_folder(out)
+    try:
+        with Progress(n, "decompress", "field", disable=not progress) as bar:
+            for start in range(0, n, batch_size):
+                sl = slice(start, min(n, start + batch_size))
+                fields = tok.decode_codes([c[sl] for c in tf.codes])
+                for j, i in enumerate(range(sl.start, sl.stop)):
+                    rel = f"{names[int(tf.trajectory_id[i])]}/{int(tf.time_index[i]) + offset}.mat"
+                    (stage / rel).parent.mkdir(parents=True, exist_ok=True)
                     scipy.io.savemat(
-                        tmp,
+                        stage / rel,
                         {var: fields[j].astype(np.float64), "time": float(tf.times[i])},
                         do_compression=False,
                     )
-                written += 1
-            bar.update(sl.stop - sl.start)
+                    written.append(rel)
+                bar.update(sl.stop - sl.start)
+        publish_folder(stage, out)
+    except BaseException as e:
+        shutil.rmtree(stage, ignore_errors=True)  # a full disk gets its space back
+        if isinstance(e, OSError):
+            raise InputError(
+                out, "--output", f"could not be written ({e.strerror or e}); nothing was published",
+                "a writable folder with room for the decompressed files",
+            ) from None  # fmt: skip
+        raise
+    atomic_write_json(
+        out / MANIFEST, {"vqz": str(vqz), "checkpoint": str(checkpoint), "files": written}
+    )
     t_write = time.perf_counter() - t0
     h, w = header["field_shape"]
     return {
         "output": str(out),
         "n_fields": n,
-        "files_written": written,
+        "files_written": len(written),
         "file_bytes": tf.sizes["total"],
         "bits_per_value": 8 * tf.sizes["total"] / (n * h * w),
         "entropy_decode_fields_per_s": n / max(t_dec, 1e-9),
         "decode_and_write_fields_per_s": n / max(t_write, 1e-9),
     }
+
+
+MANIFEST = "decompressed.json"
+
+
+def check_decompress_output(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, or a folder holding files an earlier ``decompress`` did
+    not write (per its :data:`MANIFEST`), unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "--output", "is a file", "a folder for the .mat files")
+    if not out.is_dir() or overwrite:
+        return
+    ours: set[str] = {MANIFEST}
+    manifest = out / MANIFEST
+    if manifest.is_file():
+        try:
+            ours |= set(json.loads(manifest.read_text())["files"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    foreign = sorted(
+        str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()
+        and str(p.relative_to(out)) not in ours
+    )  # fmt: skip
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise InputError(
+            out, "--output", f"holds files decompress did not write ({', '.join(foreign[:3])}{more})",
+            "a new or empty folder, or --overwrite to write over them",
+        )  # fmt: skip
 
 
 def raw_bits_per_field(scales: list[int] | tuple[int, ...], codebook_size: int) -> int:

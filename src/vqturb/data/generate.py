@@ -32,7 +32,7 @@ import numpy as np
 from vqturb import __version__
 from vqturb.errors import InputError
 from vqturb.physics.solver import SolverConfig
-from vqturb.utils.fileio import atomic_write_json
+from vqturb.utils.fileio import atomic_write_json, publish_folder, staging_folder
 from vqturb.utils.progress import Progress
 
 __all__ = ["FORMATS", "generate_dataset", "spectral_tail_ratio"]
@@ -145,6 +145,7 @@ def generate_dataset(
     _check(fmt in FORMATS, "--format", fmt, " or ".join(FORMATS))
     _check(_finite(ic_energy) and ic_energy > 0, "ic_energy", ic_energy, "a number > 0")
     _prepare_output(out, overwrite)
+    final_out, out = out, staging_folder(out)  # published whole when every frame is written
 
     t_wall = time.perf_counter()
     root = jax.random.PRNGKey(seed)
@@ -184,34 +185,46 @@ def generate_dataset(
         else contextlib.nullcontext()
     )
     last_dt = 0.0
-    with writer as h5:
-        with Progress(total=t_end, desc="generate", unit="t", disable=not progress) as bar:
-            sim = solver.simulate(
-                omega0, cfg, t_spinup=t_spinup, t_save=t_save, n_save=n_save, dt=dt
-            )
-            for frame in sim:
-                n_steps_total += frame.n_steps
-                last_dt = frame.dt or last_dt
-                max_cfl = max(max_cfl, frame.cfl)
-                if frame.index:
-                    if frame.index > 1:
-                        saved_dts.append(frame.dt)
-                    fields = frame.omega
-                    last_fields = fields
-                    if m != n:
-                        fields = spectral.resample_spectral(fields.astype(np.float64), m)
-                    t_k = float(times[frame.index - 1])
-                    if fmt == "mat":
-                        for i in range(n_traj):
-                            write_mat_snapshot(
-                                out / f"traj_{i:03d}" / f"{frame.index}.mat", fields[i], t_k
-                            )
-                    else:
-                        h5.write(frame.index - 1, fields)
-                bar.set(
-                    frame.time, t=f"{frame.time:.3f}", dt=f"{frame.dt:.2e}", cfl=f"{frame.cfl:.2f}"
+    try:
+        with writer as h5:
+            with Progress(total=t_end, desc="generate", unit="t", disable=not progress) as bar:
+                sim = solver.simulate(
+                    omega0, cfg, t_spinup=t_spinup, t_save=t_save, n_save=n_save, dt=dt
                 )
+                for frame in sim:
+                    n_steps_total += frame.n_steps
+                    last_dt = frame.dt or last_dt
+                    max_cfl = max(max_cfl, frame.cfl)
+                    if frame.index:
+                        if frame.index > 1:
+                            saved_dts.append(frame.dt)
+                        fields = frame.omega
+                        last_fields = fields
+                        if m != n:
+                            fields = spectral.resample_spectral(fields.astype(np.float64), m)
+                        t_k = float(times[frame.index - 1])
+                        if fmt == "mat":
+                            for i in range(n_traj):
+                                write_mat_snapshot(
+                                    out / f"traj_{i:03d}" / f"{frame.index}.mat", fields[i], t_k
+                                )
+                        else:
+                            h5.write(frame.index - 1, fields)
+                    bar.set(
+                        frame.time,
+                        t=f"{frame.time:.3f}",
+                        dt=f"{frame.dt:.2e}",
+                        cfl=f"{frame.cfl:.2f}",
+                    )
 
+    except BaseException as e:
+        shutil.rmtree(out, ignore_errors=True)  # nothing partial stays behind (a full disk)
+        if isinstance(e, OSError):
+            raise InputError(
+                final_out, "--out", f"could not be written ({e.strerror or e}); nothing was published",
+                "a writable folder with room for the dataset",
+            ) from None  # fmt: skip
+        raise
     wall = time.perf_counter() - t_wall
     tail = spectral_tail_ratio(last_fields)
     if max_cfl > solver.CFL_STABILITY_LIMIT:
@@ -252,5 +265,6 @@ def generate_dataset(
             "F = fky·cos(fky·y) + fkx·cos(fkx·x), on [0, 2π)²"
         ),
     }
-    atomic_write_json(out / "generate.json", meta)
+    publish_folder(out, final_out)
+    atomic_write_json(final_out / "generate.json", meta)  # last: the dataset is complete
     return meta

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +42,7 @@ class InspectReport:
     has_time: bool = False  # whether times come from the files (else snapshot indices)
     dt_range: tuple[float, float] | None = None  # (smallest, largest) step between snapshots
     errors: list[str] = field(default_factory=list)  # one line per bad file
+    warnings: list[str] = field(default_factory=list)  # doubts that are not errors
 
     @property
     def ok(self) -> bool:
@@ -81,6 +84,7 @@ class InspectReport:
             kind = "uniform" if hi - lo <= 1e-6 * max(abs(hi), 1e-300) else "NOT uniform"
             span = f"{lo:.6g}" if kind == "uniform" else f"{lo:.6g} .. {hi:.6g}"
             lines.append(f"time step     {span} ({kind})")
+        lines += [f"warning       {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -169,6 +173,13 @@ def inspect_dataset(
             ds.check_divisible(divisible_by)
         except InputError as e:
             report.errors.append(str(e))
+    root = Path(path) if isinstance(path, str | os.PathLike) else None
+    if root is not None and root.is_dir() and not (root / "generate.json").is_file():
+        if any(d.is_dir() and re.fullmatch(r"traj_\d+", d.name) for d in root.iterdir()):
+            report.warnings.append(
+                f"{root} has vqturb generate's layout (traj_NNN folders) but no generate.json, "
+                "which generate writes last: the run that made it may not have finished"
+            )
     report.has_time = all_have_time
     report.time_range = (t_lo, t_hi)
     if dt_lo <= dt_hi:

@@ -41,6 +41,7 @@ from vqturb.data.sharding import make_mesh, replicate, shard_batch
 from vqturb.errors import InputError, VqturbError
 from vqturb.training.metrics import MetricLogger, NullLogger
 from vqturb.training.optim import OptimConfig, learning_rate_schedule, make_optimizer
+from vqturb.training.run_folder import claim_run_folder, truncate_metrics
 from vqturb.utils.fileio import atomic_write_json
 from vqturb.utils.progress import Progress
 
@@ -68,6 +69,7 @@ class RunConfig:
     log_every: int = 10  # metrics period in steps (records are means over the window)
     keep_checkpoints: int = 3  # step checkpoints kept on disk (final.eqx always kept)
     resume: str | None = None  # None, "auto" or a ckpt_*.eqx path
+    overwrite: bool = False  # delete another run's files in checkpoint_dir first (else refused)
     wandb_project: str | None = None  # also log to this wandb project when wandb is installed
     wandb_name: str | None = None  # wandb run name
     progress: bool = True  # progress bar on stderr
@@ -255,9 +257,27 @@ def _process_rows(batch_size: int, n_devices: int) -> slice:
 
 def run_training(task: TrainTask, run: RunConfig, optim: OptimConfig, config: dict) -> TrainResult:
     """Train ``task`` with ``run`` and ``optim``; ``config`` is the whole run configuration written
-    to ``config.json`` (and wandb). Returns where the final model is and the last metrics."""
-    run_dir = Path(run.checkpoint_dir)
+    to ``config.json`` (and wandb). Returns where the final model is and the last metrics.
+
+    The run holds its folder's lock throughout, and refuses a folder holding another run unless
+    it resumes it or ``run.overwrite`` (:mod:`vqturb.training.run_folder`)."""
     writer = jax.process_index() == 0
+    lock = (
+        claim_run_folder(run.checkpoint_dir, resume=bool(run.resume), overwrite=run.overwrite)
+        if writer
+        else None
+    )
+    try:
+        return _train(task, run, optim, config, writer)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(
+    task: TrainTask, run: RunConfig, optim: OptimConfig, config: dict, writer: bool
+) -> TrainResult:
+    run_dir = Path(run.checkpoint_dir)
     total = run.epochs * task.steps_per_epoch
     if run.max_steps is not None:
         total = min(total, run.max_steps)
@@ -293,6 +313,8 @@ def run_training(task: TrainTask, run: RunConfig, optim: OptimConfig, config: di
         model, header = ck.load_model(resume_path, kind=task.kind)
         opt_state, _ = ck.load_state(state_path_for(resume_path), opt_state)
         start = int(header["meta"]["step"])
+        if writer:  # the records after the checkpoint are written again from here
+            truncate_metrics(run_dir / "metrics.jsonl", start)
     else:
         model = task.prepare(model, prep_key)
     model = replicate(model, mesh)

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def staging_folder(out: str | os.PathLike) -> Path:
+    """A fresh hidden folder next to ``out`` (same file system) to write a multi-file output
+    into before :func:`publish_folder`; a stale one from an interrupted run is removed first."""
+    out = Path(out)
+    stage = out.parent / f".{out.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def publish_folder(stage: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move every entry of a complete ``stage`` folder into ``out`` (replacing same-named
+    entries) and remove ``stage``: until this runs, ``out`` shows none of the new output, so an
+    interrupted command (a full disk, a kill) never leaves a partial result that looks whole."""
+    stage, out = Path(stage), Path(out)
+    if not out.exists():
+        os.replace(stage, out)
+        return
+    for entry in sorted(stage.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and entry.is_dir():
+            publish_folder(entry, target)
+            continue
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    stage.rmdir()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
