@@ -588,3 +588,17 @@ def test_eval_nsp_command_checks_reanalyze_and_required_flags(tmp_path, capsys):
     assert "--nsp_checkpoint" in capsys.readouterr().err
     assert main(["eval-nsp", "--reanalyze", str(tmp_path), "--value_range", "foo"]) == 2
     assert "seed or auto" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs, flag",
+    [({"temperature": float("nan")}, "--temperature"), ({"temperature": -1.0}, "--temperature"),
+     ({"chunk": 0}, "--chunk"), ({"n_samples": 0}, "--n_samples")],
+)  # fmt: skip
+def test_meaningless_sampling_settings_are_refused_before_any_work(tmp_path, kwargs, flag):
+    from vqturb.errors import InputError
+    from vqturb.evaluation.rollout_eval import evaluate_nsp
+
+    with pytest.raises(InputError, match=flag):
+        evaluate_nsp("missing_nsp.eqx", "missing_vq.eqx", "missing.npz", tmp_path / "e", **kwargs)
+    assert not (tmp_path / "e").exists()

@@ -175,6 +175,17 @@ class NSPContext:
             for i in range(0, fields.size, self.batch):
                 yield fields[i : i + self.batch]
 
+    def _schedule(self, codes: list[np.ndarray], used: Sequence[np.ndarray], prev: np.ndarray):
+        """The coding order, shared by both sides: yields ``(fields, k, frequencies)`` for every
+        chunk and coded scale. ``codes`` (codebook codes per scale ``[N, s, s]``) is read when
+        each step is computed, so a decoder fills in ``codes[k][fields]`` before resuming."""
+        for fields in self._chunks(prev):
+            t0 = self._rows([c[prev[fields]] for c in codes], fields.size)
+            for k in range(len(codes)):
+                if len(used[k]) > 1:
+                    f = self.frequencies(t0, [c[fields] for c in codes[:k]], k, used[k])
+                    yield fields, k, f
+
     def encode(
         self, local: Sequence[np.ndarray], used: Sequence[np.ndarray], prev: np.ndarray
     ) -> bytes:
@@ -186,14 +197,9 @@ class NSPContext:
         codes = [np.asarray(u)[np.asarray(x)] for u, x in zip(used, local, strict=True)]
         enc = constriction.stream.queue.RangeEncoder()
         scale = 1.0 / float(1 << self.precision)
-        for fields in self._chunks(prev):
-            t0 = self._rows([c[prev[fields]] for c in codes], fields.size)
-            for k in range(len(codes)):
-                if len(used[k]) == 1:
-                    continue
-                f = self.frequencies(t0, [c[fields] for c in codes[:k]], k, used[k])
-                sym = np.asarray(local[k])[fields].reshape(-1).astype(np.int32)
-                enc.encode(sym, family, f.reshape(sym.size, -1).astype(np.float64) * scale)
+        for fields, k, f in self._schedule(codes, used, prev):
+            sym = np.asarray(local[k])[fields].reshape(-1).astype(np.int32)
+            enc.encode(sym, family, f.reshape(sym.size, -1).astype(np.float64) * scale)
         return enc.get_compressed().astype("<u4").tobytes()
 
     def decode(
@@ -213,21 +219,17 @@ class NSPContext:
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         dec = constriction.stream.queue.RangeDecoder(words)
         local = [np.array(x, dtype=np.int32) for x in first]
+        for k, u in enumerate(used):
+            if len(u) == 1:  # a one-code alphabet carries no bits
+                local[k][prev >= 0] = 0
         codes = [np.asarray(u)[x] for u, x in zip(used, local, strict=True)]
         scale = 1.0 / float(1 << self.precision)
-        for fields in self._chunks(prev):
-            t0 = self._rows([c[prev[fields]] for c in codes], fields.size)
-            for k in range(len(codes)):
-                s = local[k].shape[-1]
-                if len(used[k]) == 1:
-                    local[k][fields] = 0
-                    codes[k][fields] = used[k][0]
-                    continue
-                f = self.frequencies(t0, [c[fields] for c in codes[:k]], k, used[k])
-                probs = f.reshape(-1, f.shape[-1]).astype(np.float64) * scale
-                sym = np.asarray(dec.decode(family, probs), dtype=np.int32)
-                local[k][fields] = sym.reshape(fields.size, s, s)
-                codes[k][fields] = np.asarray(used[k])[local[k][fields]]
+        for fields, k, f in self._schedule(codes, used, prev):
+            s = local[k].shape[-1]
+            probs = f.reshape(-1, f.shape[-1]).astype(np.float64) * scale
+            sym = np.asarray(dec.decode(family, probs), dtype=np.int32)
+            local[k][fields] = sym.reshape(fields.size, s, s)
+            codes[k][fields] = np.asarray(used[k])[local[k][fields]]
         return local
 
     def code_bits(
@@ -236,15 +238,10 @@ class NSPContext:
         """Ideal code length in bits per scale of the fields with a previous frame."""
         codes = [np.asarray(u)[np.asarray(x)] for u, x in zip(used, local, strict=True)]
         bits = [0.0] * len(codes)
-        for fields in self._chunks(prev):
-            t0 = self._rows([c[prev[fields]] for c in codes], fields.size)
-            for k in range(len(codes)):
-                if len(used[k]) == 1:
-                    continue
-                f = self.frequencies(t0, [c[fields] for c in codes[:k]], k, used[k])
-                sym = np.asarray(local[k])[fields].reshape(len(fields), -1)
-                fs = np.take_along_axis(f, sym[..., None], -1)[..., 0]
-                bits[k] += float(np.sum(self.precision - np.log2(fs.astype(np.float64))))
+        for fields, k, f in self._schedule(codes, used, prev):
+            sym = np.asarray(local[k])[fields].reshape(len(fields), -1)
+            fs = np.take_along_axis(f, sym[..., None], -1)[..., 0]
+            bits[k] += float(np.sum(self.precision - np.log2(fs.astype(np.float64))))
         return bits
 
     def descriptor(self, local: Sequence[np.ndarray]) -> dict:

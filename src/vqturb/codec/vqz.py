@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import shutil
 import time
 import zlib
 from dataclasses import dataclass
@@ -428,7 +427,7 @@ def decompress(
     import scipy.io
 
     from vqturb.tokenizer import VQVAETokenizer
-    from vqturb.utils.fileio import atomic_write_json, publish_folder, staging_folder
+    from vqturb.utils.fileio import atomic_write_json, staged_output
     from vqturb.utils.progress import Progress
 
     out = Path(output)
@@ -454,8 +453,9 @@ def decompress(
     offset = int(header.get("file_number_offset", 0))
     written: list[str] = []
     t0 = time.perf_counter()
-    stage = staging_folder(out)
-    try:
+    with staged_output(
+        out, "--output", "a writable folder with room for the decompressed files"
+    ) as stage:
         with Progress(n, "decompress", "field", disable=not progress) as bar:
             for start in range(0, n, batch_size):
                 sl = slice(start, min(n, start + batch_size))
@@ -470,15 +470,6 @@ def decompress(
                     )
                     written.append(rel)
                 bar.update(sl.stop - sl.start)
-        publish_folder(stage, out)
-    except BaseException as e:
-        shutil.rmtree(stage, ignore_errors=True)  # a full disk gets its space back
-        if isinstance(e, OSError):
-            raise InputError(
-                out, "--output", f"could not be written ({e.strerror or e}); nothing was published",
-                "a writable folder with room for the decompressed files",
-            ) from None  # fmt: skip
-        raise
     atomic_write_json(
         out / MANIFEST, {"vqz": str(vqz), "checkpoint": str(checkpoint), "files": written}
     )

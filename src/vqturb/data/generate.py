@@ -32,7 +32,7 @@ import numpy as np
 from vqturb import __version__
 from vqturb.errors import InputError
 from vqturb.physics.solver import SolverConfig
-from vqturb.utils.fileio import atomic_write_json, publish_folder, staging_folder
+from vqturb.utils.fileio import atomic_write_json, staged_output
 from vqturb.utils.progress import Progress
 
 __all__ = ["FORMATS", "generate_dataset", "spectral_tail_ratio"]
@@ -145,7 +145,7 @@ def generate_dataset(
     _check(fmt in FORMATS, "--format", fmt, " or ".join(FORMATS))
     _check(_finite(ic_energy) and ic_energy > 0, "ic_energy", ic_energy, "a number > 0")
     _prepare_output(out, overwrite)
-    final_out, out = out, staging_folder(out)  # published whole when every frame is written
+    final_out = out
 
     t_wall = time.perf_counter()
     root = jax.random.PRNGKey(seed)
@@ -179,13 +179,16 @@ def generate_dataset(
     saved_dts: list[float] = []
     max_cfl = 0.0
     n_steps_total = 0
-    writer = (
-        WellH5Writer(out / "data.h5", n_traj=n_traj, times=times, shape=(m, m), parameters=params)
-        if fmt == "h5"
-        else contextlib.nullcontext()
-    )
     last_dt = 0.0
-    try:
+    # everything is written into a staging folder, published whole when every frame is written
+    with staged_output(final_out, "--out", "a writable folder with room for the dataset") as out:
+        writer = (
+            WellH5Writer(
+                out / "data.h5", n_traj=n_traj, times=times, shape=(m, m), parameters=params
+            )
+            if fmt == "h5"
+            else contextlib.nullcontext()
+        )
         with writer as h5:
             with Progress(total=t_end, desc="generate", unit="t", disable=not progress) as bar:
                 sim = solver.simulate(
@@ -217,14 +220,6 @@ def generate_dataset(
                         cfl=f"{frame.cfl:.2f}",
                     )
 
-    except BaseException as e:
-        shutil.rmtree(out, ignore_errors=True)  # nothing partial stays behind (a full disk)
-        if isinstance(e, OSError):
-            raise InputError(
-                final_out, "--out", f"could not be written ({e.strerror or e}); nothing was published",
-                "a writable folder with room for the dataset",
-            ) from None  # fmt: skip
-        raise
     wall = time.perf_counter() - t_wall
     tail = spectral_tail_ratio(last_fields)
     if max_cfl > solver.CFL_STABILITY_LIMIT:
@@ -265,6 +260,5 @@ def generate_dataset(
             "F = fky·cos(fky·y) + fkx·cos(fkx·x), on [0, 2π)²"
         ),
     }
-    publish_folder(out, final_out)
     atomic_write_json(final_out / "generate.json", meta)  # last: the dataset is complete
     return meta

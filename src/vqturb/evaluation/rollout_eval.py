@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -103,8 +104,10 @@ def evaluate_nsp(
             f"{n_samples}/{n_ensemble}/{n_steps}",
             "positive integers",
         )
-    if temperature < 0:
-        raise InputError(None, "--temperature", f"{temperature}", "a number >= 0")
+    if not temperature >= 0 or temperature == float("inf"):  # NaN fails both comparisons
+        raise InputError(None, "--temperature", f"{temperature}", "a finite number >= 0")
+    if chunk < 1:
+        raise InputError(None, "--chunk", f"{chunk}", "a positive number of frames per scan")
     if top_k is not None and top_k < 1:
         raise InputError(None, "--top_k", f"{top_k}", "a positive integer")
     if top_p is not None and not 0.0 < top_p <= 1.0:
@@ -135,6 +138,13 @@ def evaluate_nsp(
     else:
         split, frames = heldout_frames(tokens, nsp_meta)
     starts = choose_starts(frames, n_samples, n_steps)
+    if len(set(starts)) < len(starts):
+        print(
+            f"eval-nsp: note: {n_samples} samples from {len(set(starts))} distinct starting frames "
+            "(the test trajectories hold no more): some start from the same frame with "
+            "different random draws",
+            file=sys.stderr,
+        )
     gt_tokens = ground_truth_windows(tokens, starts, n_steps)
     rows = tokens.row_of()
     t0 = np.repeat(np.stack([tokens.indices[rows[st]] for st in starts]), n_ensemble, axis=0)

@@ -99,6 +99,27 @@ def publish_folder(stage: str | os.PathLike, out: str | os.PathLike) -> None:
     stage.rmdir()
 
 
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike, flag: str, expected: str) -> Iterator[Path]:
+    """Yield a :func:`staging_folder` for ``out``; published into ``out`` when the block ends
+    normally, removed otherwise (a full disk gets its space back), an ``OSError`` then reported as
+    an :class:`~vqturb.errors.InputError` naming ``out`` and ``flag``."""
+    from vqturb.errors import InputError
+
+    stage = staging_folder(out)
+    try:
+        yield stage
+        publish_folder(stage, out)
+    except BaseException as e:
+        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise InputError(
+                out, flag, f"could not be written ({e.strerror or e}); nothing was published",
+                expected,
+            ) from None  # fmt: skip
+        raise
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
