@@ -93,3 +93,21 @@ def test_interrupted_writes_are_removed_and_metrics_truncated_on_resume(tmp_path
     )
     assert truncate_metrics(m, 2) == 3
     assert [json.loads(x)["step"] for x in m.read_text().splitlines()] == [1, 2]
+
+
+def test_resuming_on_changed_data_is_refused(tmp_path, tokens_path, capsys):
+    from synthetic_tokens import write_synthetic_tokens
+    from vqturb.utils.fileio import file_sha256
+
+    run = tmp_path / "run"
+    assert main(_args(tokens_path, run, "--max_steps", "2")) == 0
+    # the same file name, with a trajectory added (same VQ-VAE checkpoint)
+    vq = Path(tokens_path).parent / "vqvae.eqx"
+    changed = tmp_path / "more" / "tokens.npz"
+    changed.parent.mkdir()
+    (changed.parent / "vqvae.eqx").write_bytes(vq.read_bytes())
+    write_synthetic_tokens(changed, n_traj=5, n_steps=12, checkpoint_sha256=file_sha256(vq))
+    capsys.readouterr()
+    assert main(_args(changed, run, "--max_steps", "4", "--resume", "auto")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "data_fingerprint" in err

@@ -310,6 +310,15 @@ def _train(
                 + (f" ({len(diff) - 1} more fields differ: {', '.join(diff[1:4])})" if len(diff) > 1 else ""),
                 "the same model flags as the run being resumed",
             )  # fmt: skip
+        saved_fp = header.get("meta", {}).get("data_fingerprint")
+        now_fp = task.meta().get("data_fingerprint")
+        if saved_fp and now_fp and saved_fp != now_fp:
+            raise InputError(
+                resume_path, "data_fingerprint",
+                f"the run trained on other data (fingerprint {saved_fp}, the data now gives "
+                f"{now_fp}: files, trajectories or the split changed)",
+                "the same data to resume on, or a new run (--overwrite or another folder)",
+            )  # fmt: skip
         model, header = ck.load_model(resume_path, kind=task.kind)
         opt_state, _ = ck.load_state(state_path_for(resume_path), opt_state)
         start = int(header["meta"]["step"])

@@ -16,6 +16,8 @@ the persistence baseline a forecaster has to beat.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,7 +262,15 @@ class NSPTask(loop.TrainTask):
             "all_scales": self.cfg.all_scales,
             "val_trajectories": self.val_trajs,
             "split": self.split_rule.to_dict(),
+            # the training pairs' tokens: resuming on changed tokens is refused (training.loop)
+            "data_fingerprint": self.data_fingerprint,
         }
+
+    @functools.cached_property
+    def data_fingerprint(self) -> str:
+        h = hashlib.sha256(np.ascontiguousarray(self.train_pairs, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(self.tokens.indices, dtype="<i4").tobytes())
+        return h.hexdigest()[:16]
 
     def run_info(self) -> dict:
         return {
