@@ -125,6 +125,20 @@ def test_nan_and_inf_are_counted(tmp_path, fmt):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("big", [1e30, 1e300])
+def test_values_whose_squares_overflow_float32_are_refused_by_magnitude(tmp_path, fmt, big):
+    a = np.ones((4, 5))
+    a[2, 1] = -big
+    p = write_field(tmp_path / "b.mat", a, fmt)
+    with pytest.raises(InputError) as e:
+        read_field(p)
+    msg = _assert_names(e, p)
+    assert f"{big:.3g}" in msg and "overflow float32" in msg
+    a[2, 1] = 1e18  # large, but its square still fits
+    assert np.max(read_field(write_field(tmp_path / "ok.mat", a, fmt))) == 1e18
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_truncated_files(tmp_path, rng, fmt):
     src = write_field(tmp_path / "ok.mat", rng.standard_normal((32, 32)), fmt)
     data = src.read_bytes()

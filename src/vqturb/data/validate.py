@@ -43,6 +43,11 @@ def check_shape(path: Path | str, what: str, shape: tuple[int, ...]) -> None:
         raise InputError(path, what, f"empty array (shape {shape_str(shape)})", EXPECTED_FIELD)
 
 
+# Largest magnitude a field may hold: squares (energies, L2 norms) of larger float32 values overflow
+# (float32's largest value is 3.4e38).
+MAX_MAGNITUDE = 1e19
+
+
 def check_values(a: np.ndarray, path: str | os.PathLike, what: str) -> np.ndarray:
     """Check an array holds real finite numbers; return it as float32/float64.
 
@@ -70,4 +75,11 @@ def check_values(a: np.ndarray, path: str | os.PathLike, what: str) -> np.ndarra
         raise InputError(
             path, what, f"{n_nan} NaN and {n_inf} Inf values out of {a.size}", "finite values"
         )
+    big = float(np.max(np.abs(a))) if a.size else 0.0
+    if big >= MAX_MAGNITUDE:
+        raise InputError(
+            path, what, f"values up to {big:.3g} in magnitude",
+            f"|values| < {MAX_MAGNITUDE:.0e}: their squares overflow float32, which training and "
+            "the error metrics use (rescale the data, e.g. to SI or per-unit values)",
+        )  # fmt: skip
     return a
