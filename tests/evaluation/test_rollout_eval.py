@@ -216,6 +216,14 @@ def test_evaluate_rollouts_writes_everything(tmp_path, rng):
     gt = _rows(rng, s * 5).reshape(s, 5, T)  # shorter ground truth than the rollout
     gen = np.concatenate([gt[:, :1], _rows(rng, s * n).reshape(s, n, T)], axis=1)
     raw = _fake_decode(gt) + 0.05 * rng.standard_normal((s, 5, 16, 16)).astype(np.float32)
+    stale = [
+        tmp_path / "out" / "figures" / "grid_sample9.png",
+        tmp_path / "out" / "videos" / "rollout_sample9.mp4",
+    ]
+    for p in stale:  # an earlier evaluation with more samples
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"old")
+    (tmp_path / "out" / "figures" / "notes.txt").write_text("the user's")
     m = RR.evaluate_rollouts(
         gen,
         gt,
@@ -231,6 +239,7 @@ def test_evaluate_rollouts_writes_everything(tmp_path, rng):
         progress=False,
     )
     out = tmp_path / "out"
+    assert not any(p.exists() for p in stale) and (out / "figures" / "notes.txt").exists()
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["summary"] == pytest.approx(m["summary"])
     assert saved["n_steps"] == n and saved["n_gt_frames"] == 5

@@ -89,6 +89,12 @@ def evaluate_rollouts(
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
     vid_dir = out / "videos"
+    # an earlier evaluation's figures and videos (more samples, other names) would outlive it
+    for folder in (fig_dir, vid_dir):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.is_file() and p.suffix in (".png", ".mp4", ".gif"):
+                    p.unlink()
     n_rows, n1, t = generated_tokens.shape
     s = gt_tokens.shape[0]
     n_steps = n1 - 1
