@@ -249,3 +249,12 @@ def test_data_parallel_matches_single_device(tmp_path, tokens_path):
     }
     assert len(losses["one"]) == 4
     np.testing.assert_allclose(losses["four"], losses["one"], rtol=1e-5)
+
+
+def test_cli_an_invalid_trunk_is_one_line_naming_the_flags(tmp_path, tokens_path, capsys):
+    vq = Path(tokens_path).parent / "vqvae.eqx"
+    rc = main(["train-nsp", "--tokens_path", str(tokens_path), "--vqvae_checkpoint", str(vq),
+               "--checkpoint_dir", str(tmp_path / "r"), "--n_head", "3", "--n_embd", "32"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--n_head" in err and "must divide" in err
+    assert not (tmp_path / "r").exists()

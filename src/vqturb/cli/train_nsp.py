@@ -91,6 +91,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 def resolve_configs(args: argparse.Namespace, tokens):
     """(NSPConfig, NSPTrainConfig) from SPEC defaults, then the preset, then the flags given."""
+    from vqturb.errors import InputError
     from vqturb.models.nsp_config import PRESETS, NSPConfig
     from vqturb.training.nsp_task import NSPTrainConfig
 
@@ -99,15 +100,20 @@ def resolve_configs(args: argparse.Namespace, tokens):
     if args.preset:
         model.update(PRESETS[args.preset])
     model.update({k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k) is not None})
-    model_cfg = NSPConfig.from_tokens(
-        tokens.fields,
-        dropout=args.dropout,
-        t0_same_position=args.t0_same_position,
-        copy_prior=args.copy_prior,
-        query_attention=args.query_attention,
-        mlp=args.mlp,
-        **model,
-    )
+    try:
+        model_cfg = NSPConfig.from_tokens(
+            tokens.fields,
+            dropout=args.dropout,
+            t0_same_position=args.t0_same_position,
+            copy_prior=args.copy_prior,
+            query_attention=args.query_attention,
+            mlp=args.mlp,
+            **model,
+        )
+    except ValueError as e:  # the configuration's own checks (n_head | n_embd, dropout range)
+        raise InputError(
+            None, "--n_layer/--n_head/--n_embd/--dropout", str(e), "a valid NSP configuration"
+        ) from None
     train_cfg = NSPTrainConfig(
         tokens_path=args.tokens_path,
         vqvae_checkpoint=args.vqvae_checkpoint,
